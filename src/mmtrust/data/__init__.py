@@ -1,0 +1,1 @@
+"""Readers, face cropping, transforms, benchmark dataset loaders and built-in data generators."""

@@ -1,0 +1,1 @@
+"""Remote photoplethysmography methods: classical (POS, CHROM, GREEN, ICA, LGI, PBV) and neural."""
