@@ -31,3 +31,8 @@ class RPPGModel(nn.Module):
 
     def forward(self, video, fs: float = 30.0):  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def load_pretrained(self, path):
+        """Load third-party (official) weights from a local file; methods that have them override this."""
+        raise NotImplementedError(f"{type(self).__name__} has no loader for official weights; "
+                                  f"use an mmtrust checkpoint folder written by `mmtrust train`")

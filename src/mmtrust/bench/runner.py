@@ -1,0 +1,168 @@
+"""``mmtrust bench``: every method (and its baselines) side by side on one dataset, one report.
+
+Each method runs in its own fresh process (spawned), so its peak memory is its own and a crash in one
+method is recorded in the report instead of ending the benchmark. Writes ``OUT/results.json``
+(``{"rows": [...], "env": {...}}``), ``OUT/report.md`` and PNG plots.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import platform
+import resource
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from ..data.cache import atomic_path
+
+__all__ = ["run_bench", "format_table", "environment"]
+
+HEADLINE = {  # per task: the metrics shown in the printed table, in order
+    "rppg": ["MAE", "RMSE", "MAPE", "Pearson", "SNR"],
+}
+
+
+def environment() -> dict[str, Any]:
+    import torch
+
+    from .. import __version__
+
+    return {
+        "mmtrust": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "platform": platform.platform(),
+        "processor": platform.machine(),
+        "cpu_count": mp.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "cuda": torch.cuda.is_available(),
+        "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+def _peak_rss_mb() -> float:
+    kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return kb / 1024.0 if sys.platform != "darwin" else kb / 1024.0 / 1024.0
+
+
+def _worker(name: str, preset: str | None, data: str | None, out_dir: str, quick: bool, queue: Any) -> None:
+    try:
+        from ..registry import get_method, get_task
+
+        entry = get_method(name)
+        task = get_task(entry.task)
+        chosen = preset or ("tiny" if quick else "paper")
+        row = task.bench(entry, chosen, data or entry.default_data, Path(out_dir), quick)
+        row["peak_rss_mb"] = round(_peak_rss_mb(), 1)
+        row["task"] = entry.task
+        row["family"] = entry.family
+        queue.put(row)
+    except BaseException as err:  # noqa: BLE001 - report, never take the whole benchmark down
+        queue.put({"method": name, "error": f"{type(err).__name__}: {err}", "traceback": traceback.format_exc()})
+
+
+def _run_isolated(name: str, preset: str | None, data: str | None, out_dir: Path, quick: bool) -> dict[str, Any]:
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_worker, args=(name, preset, data, str(out_dir), quick, queue))
+    proc.start()
+    row = None
+    while row is None:
+        try:
+            row = queue.get(timeout=1.0)
+        except Exception:  # noqa: BLE001 - queue.Empty
+            if not proc.is_alive():
+                row = {"method": name, "error": f"worker died with exit code {proc.exitcode}"}
+    proc.join()
+    return row
+
+
+def format_table(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    metric_names: list[str] = []
+    for r in rows:
+        for m in HEADLINE.get(r.get("task", ""), sorted(r.get("metrics", {}))):
+            if m not in metric_names:
+                metric_names.append(m)
+    header = ["method", "dataset", *metric_names, "params", "train s", "infer items/s", "peak MB"]
+    body = []
+    for r in rows:
+        if "error" in r:
+            body.append([r["method"], "-", *(["error"] * len(metric_names)), "-", "-", "-", "-"])
+            continue
+        vals = [f"{r['metrics'][m]:.2f}" if isinstance(r["metrics"].get(m), int | float) else "-" for m in metric_names]
+        body.append([r["method"], r["dataset"], *vals, f"{r['params']:,}", f"{r['train_s']:.1f}",
+                     f"{r['infer_items_per_s']:.0f}", f"{r.get('peak_rss_mb', 0):.0f}"])
+    return header, body
+
+
+def _markdown(rows: list[dict[str, Any]], env: dict[str, Any], plots: list[str]) -> str:
+    header, body = format_table(rows)
+    lines = ["# mmtrust benchmark", "",
+             f"{env['time_utc']} · mmtrust {env['mmtrust']} · torch {env['torch']} · {env['cpu_count']} CPUs "
+             f"({env['processor']}) · CUDA {env['cuda']}", "",
+             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(b) + " |" for b in body]
+    lines += ["", "Metrics are computed on the test split only; trainable methods are trained on the train split "
+              "and their epoch is chosen on the validation split. HR metrics are per video (bpm); SNR in dB. "
+              "`infer items/s` counts video frames for rPPG. Times are wall-clock on the machine above: compare "
+              "them as ratios within one report.", ""]
+    errors = [r for r in rows if "error" in r]
+    if errors:
+        lines += ["## Failures", ""] + [f"- `{r['method']}`: {r['error']}" for r in errors] + [""]
+    if plots:
+        lines += ["## Plots", ""] + [f"![{p}]({p})" for p in plots]
+    return "\n".join(lines) + "\n"
+
+
+def run_bench(methods: list[str] | None = None, data: str | None = None, out_dir: str | Path = "bench_out",
+              quick: bool = True, preset: str | None = None, isolate: bool = True,
+              progress: bool = True) -> dict[str, Any]:
+    """Run the benchmark and write ``results.json``, ``report.md`` and PNGs into ``out_dir``."""
+    from ..registry import get_method, list_methods
+    from ..tasks.plots import plot_bar
+
+    names = methods or list_methods()
+    for n in names:
+        get_method(n)  # unknown names fail here, before any work, with the list of known ones
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows: list[dict[str, Any]] = []
+    for i, name in enumerate(names, 1):
+        if progress:
+            print(f"[{i}/{len(names)}] {name} ...", flush=True)
+        t0 = time.perf_counter()
+        row = _run_isolated(name, preset, data, out_dir, quick) if isolate else None
+        if row is None:
+            from ..registry import get_task
+
+            entry = get_method(name)
+            row = get_task(entry.task).bench(entry, preset or ("tiny" if quick else "paper"),
+                                             data or entry.default_data, out_dir, quick)
+            row.update(task=entry.task, family=entry.family, peak_rss_mb=round(_peak_rss_mb(), 1))
+        row["wall_s"] = round(time.perf_counter() - t0, 2)
+        if progress:
+            msg = row.get("error") or ", ".join(f"{k} {v:.2f}" for k, v in row["metrics"].items()
+                                                 if k in HEADLINE.get(row.get("task", ""), []))
+            print(f"      {msg}", flush=True)
+        rows.append(row)
+    env = environment()
+    plots = [p.name for p in sorted(out_dir.glob("*_hr.png"))]
+    by_task: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        if "error" not in r:
+            by_task.setdefault(r["task"], []).append(r)
+    for task, trs in by_task.items():
+        first = HEADLINE.get(task, [next(iter(trs[0]["metrics"]))])[0]
+        png = plot_bar(out_dir / f"{task}_{first}.png", [r["method"] for r in trs],
+                       [float(r["metrics"][first]) for r in trs], first, f"{task}: {first} on the test split")
+        plots.insert(0, png.name)
+    results = {"rows": rows, "env": env}
+    with atomic_path(out_dir / "results.json") as tmp:
+        tmp.write_text(json.dumps(results, indent=2, default=float))
+    with atomic_path(out_dir / "report.md") as tmp:
+        tmp.write_text(_markdown(rows, env, plots))
+    return results

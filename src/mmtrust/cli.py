@@ -1,0 +1,231 @@
+"""The ``mmtrust`` command line: list, train, eval, predict, bench, demo.
+
+Thin by design: every subcommand looks the method up in the registry and hands the work to the method's
+task (``mmtrust.tasks``); no subcommand knows a method by name.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+
+def _console():
+    from rich.console import Console
+
+    return Console()
+
+
+def _print_table(title: str, header: list[str], rows: list[list[str]]) -> None:
+    from rich.table import Table
+
+    table = Table(title=title)
+    for h in header:
+        table.add_column(h, justify="left" if h in ("method", "dataset", "metric") else "right")
+    for r in rows:
+        table.add_row(*r)
+    _console().print(table)
+
+
+def _build(method: str, preset: str, config: str | None, sets: list[str] | None):
+    from .config import build_config, parse_set_args
+    from .registry import get_method
+
+    entry = get_method(method)
+    cfg = build_config(entry.config_cls, entry.presets, preset, config, parse_set_args(sets))
+    return entry, cfg
+
+
+def _load_model(method: str, checkpoint: str | None, preset: str, config: str | None, sets: list[str] | None):
+    """A model from an mmtrust checkpoint folder, a third-party weights file, or fresh from its preset."""
+    from .config import config_to_dict
+    from .engine.checkpoint import load_method
+
+    if checkpoint and Path(checkpoint).is_dir():
+        model, info = load_method(checkpoint, expected_method=method)
+        return model, info["preset"], info["config"]
+    entry, cfg = _build(method, preset, config, sets)
+    model = entry.model_cls(cfg)
+    if checkpoint:
+        if not Path(checkpoint).is_file():
+            raise FileNotFoundError(f"--checkpoint {checkpoint}: no such file or checkpoint folder")
+        model.load_pretrained(checkpoint)
+    model.eval()
+    return model, preset, config_to_dict(cfg)
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from .registry import get_dataset, get_method, list_datasets, list_methods
+
+    rows = []
+    for n in list_methods(args.family):
+        m = get_method(n)
+        rows.append([n, m.family, "yes" if m.trainable else "no", m.paper.title[:60],
+                     m.paper.arxiv or "-", m.default_data or "-"])
+    _print_table("methods", ["method", "family", "trainable", "paper", "arXiv", "built-in data"], rows)
+    drows = [[n, get_dataset(n).task, "built-in" if get_dataset(n).builtin else "path", get_dataset(n).summary[:70]]
+             for n in list_datasets()]
+    _print_table("datasets", ["dataset", "task", "kind", "summary"], drows)
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .config import config_to_dict
+    from .engine.checkpoint import save_method
+    from .registry import get_task
+
+    entry, cfg = _build(args.method, args.preset, args.config, args.set)
+    if not entry.trainable:
+        raise SystemExit(f"error: method {args.method!r} is not trainable (it has no learned weights); "
+                         f"run `mmtrust eval {args.method} --data ...` instead")
+    data = args.data or entry.default_data
+    out = Path(args.out or f"runs/{args.method}")
+    task = get_task(entry.task)
+    model = entry.model_cls(cfg)
+    result = task.train(model, cfg, data, out, devices=args.devices, accelerator=args.accelerator,
+                        num_nodes=args.num_nodes, resume=args.resume, progress=not args.no_progress)
+    if not result.is_global_zero:
+        return 0
+    test = task.load_data(data, "test", model.image_size, progress=not args.no_progress)
+    metrics, _ = task.evaluate(model, test)
+    save_method(out / "checkpoint", model, method=args.method, preset=args.preset, config=config_to_dict(cfg),
+                extra={"data": data, "test_metrics": metrics, "train_seconds": result.train_seconds,
+                       "best_training_checkpoint": str(result.best_path or result.last_path)})
+    _print_table(f"{args.method} on {data} (test split)", ["metric", "value"],
+                 [[k, f"{v:.3f}" if isinstance(v, float) else str(v)] for k, v in metrics.items()])
+    print(f"checkpoint: {out / 'checkpoint'}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from .registry import get_method, get_task
+    from .tasks.plots import plot_hr_scatter
+
+    model, preset, _ = _load_model(args.method, args.checkpoint, args.preset, args.config, args.set)
+    entry = get_method(args.method)
+    task = get_task(entry.task)
+    data = args.data or entry.default_data
+    ds = task.load_data(data, args.split, model.image_size, progress=not args.no_progress)
+    metrics, per_video = task.evaluate(model, ds)
+    out = Path(args.out or f"runs/{args.method}/eval")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "metrics.json").write_text(json.dumps({"method": args.method, "data": data, "split": args.split,
+                                                  "metrics": metrics,
+                                                  "per_video": [{"id": r.id, "hr_pred": r.hr_pred, "hr_gt": r.hr_gt}
+                                                                for r in per_video]}, indent=2))
+    plot_hr_scatter(out / "hr.png", [r.hr_gt for r in per_video], [r.hr_pred for r in per_video],
+                    title=f"{args.method} on {data} ({args.split})")
+    _print_table(f"{args.method} on {data} ({args.split} split)", ["metric", "value"],
+                 [[k, f"{v:.3f}" if isinstance(v, float) else str(v)] for k, v in metrics.items()])
+    print(f"results: {out}")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from .registry import get_method, get_task
+
+    model, _, _ = _load_model(args.method, args.checkpoint, args.preset, args.config, args.set)
+    task = get_task(get_method(args.method).task)
+    out = Path(args.out or "runs/predict")
+    results = [task.predict(model, inp, out, fs=args.fps) for inp in args.inputs]
+    for r in results:
+        print(json.dumps(r))
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .bench.runner import format_table, run_bench
+
+    methods = [m.strip() for m in args.methods.split(",")] if args.methods else None
+    res = run_bench(methods, args.data, args.out, quick=args.quick, preset=args.preset)
+    header, body = format_table(res["rows"])
+    _print_table("mmtrust benchmark (test split)", header, body)
+    print(f"report: {Path(args.out) / 'report.md'}")
+    return 1 if any("error" in r for r in res["rows"]) else 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    args.quick, args.methods, args.data, args.preset = True, None, None, None
+    return cmd_bench(args)
+
+
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--preset", default="paper", help="paper (published config) or tiny (CPU seconds)")
+    p.add_argument("--config", help="YAML file of config overrides")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one config key (repeatable)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    ap = argparse.ArgumentParser(prog="mmtrust", description="Trustworthy face and multimodal perception.")
+    ap.add_argument("--version", action="version", version=f"mmtrust {__version__}")
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("list", help="registered methods and datasets")
+    p.add_argument("--family")
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("train", help="train a method (Lightning: devices, DDP, checkpoints, CSV logs)")
+    p.add_argument("method")
+    p.add_argument("--data", help="dataset name, NAME:PATH or PATH (default: the method's built-in data)")
+    _add_model_args(p)
+    p.add_argument("--devices", type=lambda s: s if s == "auto" else int(s), default=1)
+    p.add_argument("--accelerator", default="auto", help="cpu, gpu or auto")
+    p.add_argument("--num-nodes", type=int, default=1)
+    p.add_argument("--out", help="run folder (default runs/METHOD)")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/last.ckpt")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", help="evaluate a method or checkpoint on a dataset split")
+    p.add_argument("method")
+    p.add_argument("--checkpoint", help="mmtrust checkpoint folder, or an official weights file")
+    p.add_argument("--data")
+    p.add_argument("--split", default="test")
+    _add_model_args(p)
+    p.add_argument("--out")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("predict", help="run a method on your own files (rPPG: a video or frame folder)")
+    p.add_argument("method")
+    p.add_argument("inputs", nargs="+")
+    p.add_argument("--checkpoint")
+    p.add_argument("--fps", type=float, help="frame rate (frame folders; overrides the file's)")
+    _add_model_args(p)
+    p.add_argument("--out")
+    p.set_defaults(func=cmd_predict)
+
+    for name, helptext in (("bench", "benchmark methods side by side"),
+                           ("demo", "quick benchmark of every method on its built-in data")):
+        p = sub.add_parser(name, help=helptext)
+        if name == "bench":
+            p.add_argument("--quick", action="store_true", help="demo-sized data and tiny presets")
+            p.add_argument("--methods", help="comma-separated method names (default: all)")
+            p.add_argument("--data", help="dataset name or path (default: each method's built-in data)")
+            p.add_argument("--preset", help="preset for every method (default: tiny with --quick, else paper)")
+        p.add_argument("--out", default="runs/bench" if name == "bench" else "runs/demo")
+        p.set_defaults(func=cmd_bench if name == "bench" else cmd_demo)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    args = build_parser().parse_args(argv)
+    debug = os.environ.get("MMTRUST_DEBUG")
+    try:
+        return int(args.func(args) or 0)
+    except (KeyError, ValueError, FileNotFoundError, FileExistsError, NotImplementedError, OSError) as err:
+        if debug:
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
+

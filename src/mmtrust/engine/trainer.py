@@ -1,0 +1,159 @@
+"""Trainer factory and the one ``fit`` every trainable method goes through.
+
+Lightning does the loop, devices, DDP (``devices > 1``: one process per device, gloo on CPU, NCCL on
+GPU; multi-node through torchrun/SLURM environment variables), precision, progress bars and CSV logs.
+Checkpoints go through :class:`~mmtrust.engine.checkpoint.SafetensorsCheckpointIO` (no pickle).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.loggers import CSVLogger
+
+from ..config import TrainSettings
+from .checkpoint import SafetensorsCheckpointIO, load_tree
+
+__all__ = ["make_trainer", "fit", "FitResult", "weights_digest", "RunDirectoryError"]
+
+
+class RunDirectoryError(FileExistsError):
+    """The run folder already holds checkpoints of an earlier run."""
+
+
+def weights_digest(module: torch.nn.Module) -> str:
+    """sha256 over every parameter and buffer, in state-dict order (identical weights <=> identical digest)."""
+    h = hashlib.sha256()
+    for name, t in module.state_dict().items():
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+class _DigestCallback(Callback):
+    """Each rank writes the digest of its final weights: a cheap proof that DDP kept replicas in sync."""
+
+    def __init__(self, out_dir: Path) -> None:
+        self.out_dir = out_dir
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        path = self.out_dir / "digests" / f"rank{trainer.global_rank}.sha256"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(weights_digest(pl_module) + "\n")
+
+
+def make_trainer(
+    out_dir: str | Path,
+    train: TrainSettings,
+    *,
+    devices: int | str = 1,
+    accelerator: str = "auto",
+    num_nodes: int = 1,
+    monitor_val: bool = True,
+    progress: bool = True,
+    max_epochs: int | None = None,
+    extra_callbacks: list[Callback] | None = None,
+) -> tuple[L.Trainer, ModelCheckpoint]:
+    out_dir = Path(out_dir)
+    ckpt = ModelCheckpoint(
+        dirpath=out_dir / "checkpoints",
+        filename="best-{epoch:03d}",
+        monitor="val_loss" if monitor_val else None,
+        mode="min",
+        save_top_k=1 if monitor_val else 0,
+        save_last=True,
+    )
+    n_dev = devices if isinstance(devices, int) else None
+    strategy: Any = "ddp" if (n_dev or 1) > 1 or num_nodes > 1 else "auto"
+    callbacks: list[Callback] = [ckpt, _DigestCallback(out_dir), *(extra_callbacks or [])]
+    if progress:
+        callbacks.append(TQDMProgressBar(refresh_rate=1))
+    trainer = L.Trainer(
+        default_root_dir=str(out_dir),
+        max_epochs=max_epochs if max_epochs is not None else train.epochs,
+        accelerator=accelerator,
+        devices=devices,
+        num_nodes=num_nodes,
+        strategy=strategy,
+        precision=train.precision,
+        deterministic=train.deterministic,
+        gradient_clip_val=train.gradient_clip_val or None,
+        limit_train_batches=train.limit_train_batches,
+        logger=CSVLogger(str(out_dir), name="", version="logs"),
+        callbacks=callbacks,
+        plugins=[SafetensorsCheckpointIO()],
+        enable_progress_bar=progress,
+        enable_model_summary=False,
+        log_every_n_steps=1,
+        num_sanity_val_steps=0,
+    )
+    return trainer, ckpt
+
+
+@dataclass
+class FitResult:
+    trainer: L.Trainer
+    best_path: Path | None
+    last_path: Path | None
+    is_global_zero: bool
+    train_seconds: float
+    best_state: dict[str, torch.Tensor] | None = None
+
+
+def fit(
+    module: L.LightningModule,
+    train_loader: Any,
+    val_loader: Any | None,
+    out_dir: str | Path,
+    train: TrainSettings,
+    *,
+    devices: int | str = 1,
+    accelerator: str = "auto",
+    num_nodes: int = 1,
+    resume: bool = False,
+    progress: bool = True,
+    stop_after_epochs: int | None = None,
+) -> FitResult:
+    """Train ``module`` and return where its best (by validation loss) and last checkpoints are.
+
+    ``resume=True`` continues from ``out_dir/checkpoints/last.ckpt`` (epoch, optimiser, scheduler and
+    loop state restored). Without it, a folder that already holds checkpoints is refused, so an earlier
+    run is never overwritten. ``stop_after_epochs`` ends this run early (the schedule still spans
+    ``train.epochs``), to be continued later with ``resume=True``.
+    """
+    import time
+
+    out_dir = Path(out_dir)
+    ckpt_dir = out_dir / "checkpoints"
+    last = ckpt_dir / "last.ckpt"
+    if resume and not last.is_file():
+        raise FileNotFoundError(f"--resume: no checkpoint to resume from at {last}")
+    if not resume and ckpt_dir.is_dir() and any(ckpt_dir.iterdir()):
+        raise RunDirectoryError(
+            f"{ckpt_dir} already holds checkpoints of an earlier run; pass --resume to continue it "
+            f"or choose another --out folder (nothing was changed)"
+        )
+    L.seed_everything(train.seed, workers=True, verbose=False)
+    monitor_val = val_loader is not None and train.select_best
+    trainer, ckpt = make_trainer(out_dir, train, devices=devices, accelerator=accelerator, num_nodes=num_nodes,
+                                 monitor_val=monitor_val, progress=progress, max_epochs=stop_after_epochs)
+    t0 = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+        warnings.filterwarnings("ignore", message=".*isn't a subclass of.*")
+        trainer.fit(module, train_loader, val_loader, ckpt_path=str(last) if resume else None)
+    seconds = time.perf_counter() - t0
+    best = Path(ckpt.best_model_path) if ckpt.best_model_path else None
+    last_path = Path(ckpt.last_model_path) if ckpt.last_model_path else (last if last.is_file() else None)
+    chosen = best if (best and best.is_file()) else last_path
+    state = None
+    if trainer.is_global_zero and chosen is not None and chosen.is_file():
+        state = load_tree(chosen)["state_dict"]
+    return FitResult(trainer, best, last_path, trainer.is_global_zero, seconds, state)

@@ -1,0 +1,249 @@
+"""The rPPG task: how every rPPG method, classical or neural, is trained, evaluated and run on files.
+
+Evaluation follows rPPG-Toolbox: each test video is cropped and resized once; neural models see
+non-overlapping chunks of ``model.chunk_length`` frames (remainder dropped) whose outputs are
+concatenated per video, classical models see the whole raw video; the heart rate of the prediction and
+of the ground-truth PPG over the same frames is read by the same :func:`estimate_hr` (cumsum first for
+DiffNormalized signals), so numbers from all methods are comparable. Metrics are per video.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from ..data.rppg_datasets import RPPGVideo
+from ..data.transforms import diff_normalize_label, diff_normalize_video, standardize_label, standardize_video
+from ..engine.module import TaskModule
+from ..metrics.rppg import hr_metrics, snr_db
+from ..methods.rppg.postprocess import HRConfig, estimate_hr, power_spectrum, preprocess_pulse
+from ..nn.losses import neg_pearson
+from ..registry import get_dataset, list_datasets, register_task
+
+__all__ = ["RPPGTask", "RPPGRecipe", "RPPGChunks", "prepare_video", "run_on_video"]
+
+_VIDEO_TRANSFORMS = {
+    "raw": lambda frames: frames.astype(np.float32),
+    "diffnormalized": diff_normalize_video,
+    "standardized": standardize_video,
+}
+_LABEL_TRANSFORMS = {
+    "raw": lambda ppg: np.asarray(ppg, dtype=np.float32),
+    "diffnormalized": diff_normalize_label,
+    "standardized": standardize_label,
+}
+
+
+def prepare_video(video: RPPGVideo, input_type: str, label_type: str) -> tuple[np.ndarray, np.ndarray]:
+    """Frames (T, S, S, 3) uint8 -> model input (3, T, S, S) float32 and the label (T,) of ``label_type``."""
+    if input_type not in _VIDEO_TRANSFORMS:
+        raise ValueError(f"unknown input_type {input_type!r}; expected one of {sorted(_VIDEO_TRANSFORMS)}")
+    x = _VIDEO_TRANSFORMS[input_type](video.frames)  # (T, S, S, 3)
+    y = _LABEL_TRANSFORMS[label_type](video.ppg)  # (T,)
+    return np.ascontiguousarray(np.transpose(x, (3, 0, 1, 2)), dtype=np.float32), y.astype(np.float32)
+
+
+class RPPGChunks(Dataset):
+    """Non-overlapping training chunks ``(clip (3, L, S, S), label (L,))`` cut from whole videos."""
+
+    def __init__(self, videos: Any, chunk_length: int, input_type: str, label_type: str) -> None:
+        self.clips: list[np.ndarray] = []
+        self.labels: list[np.ndarray] = []
+        for v in videos:
+            x, y = prepare_video(v, input_type, label_type)
+            n = x.shape[1] // chunk_length
+            for k in range(n):
+                sl = slice(k * chunk_length, (k + 1) * chunk_length)
+                self.clips.append(np.ascontiguousarray(x[:, sl]))
+                self.labels.append(y[sl])
+        if not self.clips:
+            raise ValueError(f"no training chunk of {chunk_length} frames could be cut from {len(videos)} videos "
+                             f"(are the videos shorter than the chunk length?)")
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.from_numpy(self.clips[i]), torch.from_numpy(self.labels[i])
+
+
+class RPPGRecipe(TaskModule):
+    """Supervised rPPG training: negative Pearson between predicted and label pulse (PhysNet, PhysMamba)."""
+
+    batch_global_target = False
+
+    def compute_loss(self, batch: Any) -> tuple[torch.Tensor, dict[str, float]]:
+        x, y = batch
+        pred = self.model(x)  # (B, L)
+        return neg_pearson(pred, y, batch_global_target=self.batch_global_target), {}
+
+
+@torch.inference_mode()
+def run_on_video(model: torch.nn.Module, video: RPPGVideo, batch_size: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    """Model pulse and label for one video, both (T',): chunked for neural models, whole for classical."""
+    x, y = prepare_video(video, model.input_type, model.output_type)
+    chunk = model.chunk_length
+    if chunk is None:
+        pred = model(torch.from_numpy(x)[None], fs=video.fs)[0].cpu().numpy()
+        return pred.astype(np.float64), y[: len(pred)].astype(np.float64)
+    n = x.shape[1] // chunk
+    if n == 0:
+        raise ValueError(f"video {video.id} has {x.shape[1]} frames, fewer than the model's chunk of {chunk}")
+    clips = torch.from_numpy(x[:, : n * chunk]).reshape(3, n, chunk, *x.shape[2:]).transpose(0, 1)  # (n, 3, L, S, S)
+    outs = [model(clips[i : i + batch_size].contiguous(), fs=video.fs) for i in range(0, n, batch_size)]
+    pred = torch.cat(outs).reshape(-1).cpu().numpy()  # (n * L,)
+    return pred.astype(np.float64), y[: n * chunk].astype(np.float64)
+
+
+@dataclass
+class VideoResult:
+    id: str
+    hr_pred: float
+    hr_gt: float
+    snr_db: float
+    pulse: np.ndarray
+    label: np.ndarray
+    fs: float
+
+
+@register_task("rppg")
+class RPPGTask:
+    """Train / evaluate / predict for rPPG methods."""
+
+    recipe_cls = RPPGRecipe
+
+    # ------------------------------------------------------------------ data
+    def load_data(self, data: str, split: str, image_size: int, progress: bool = True, **kw: Any):
+        """``data`` is a registered dataset name, ``name:PATH``, or a PATH whose layout is detected."""
+        name, _, root = data.partition(":") if ":" in data and not Path(data).exists() else ("", "", data)
+        if name:
+            return get_dataset(name).factory(root=root, split=split, image_size=image_size, progress=progress, **kw)
+        if data in list_datasets("rppg"):
+            return get_dataset(data).factory(split=split, image_size=image_size, progress=progress, **kw)
+        path = Path(data)
+        if not path.exists():
+            raise FileNotFoundError(
+                f"--data {data!r} is neither a dataset name ({', '.join(list_datasets('rppg'))}) nor an existing folder"
+            )
+        errors = []
+        for cand in list_datasets("rppg"):
+            info = get_dataset(cand)
+            if info.builtin:
+                continue
+            try:
+                return info.factory(root=str(path), split=split, image_size=image_size, progress=progress, **kw)
+            except ValueError as err:  # layout errors say what each loader expected
+                errors.append(f"--- as {cand}:\n{err}")
+        raise ValueError(f"{path} does not match any known rPPG dataset layout.\n" + "\n".join(errors))
+
+    # ------------------------------------------------------------------ train
+    def train(self, model: torch.nn.Module, cfg: Any, data: str, out_dir: str | Path, *, devices: int | str = 1,
+              accelerator: str = "auto", num_nodes: int = 1, resume: bool = False, progress: bool = True):
+        from ..engine.trainer import fit
+
+        size = model.image_size
+        train_ds = self.load_data(data, "train", size, progress=progress)
+        val_ds = self.load_data(data, "val", size, progress=progress)
+        chunk = model.chunk_length
+        kw = dict(chunk_length=chunk, input_type=model.input_type, label_type=model.output_type)
+        t = cfg.train
+        train_loader = DataLoader(RPPGChunks(train_ds, **kw), batch_size=t.batch_size, shuffle=True,
+                                  num_workers=t.num_workers, drop_last=False)
+        val_loader = None
+        if len(val_ds):
+            val_loader = DataLoader(RPPGChunks(val_ds, **kw), batch_size=t.batch_size, num_workers=t.num_workers)
+        recipe_cls = getattr(model, "recipe_cls", None) or self.recipe_cls
+        module = recipe_cls(model, t)
+        result = fit(module, train_loader, val_loader, out_dir, t, devices=devices, accelerator=accelerator,
+                     num_nodes=num_nodes, resume=resume, progress=progress)
+        if result.best_state is not None:
+            model.load_state_dict({k.removeprefix("model."): v for k, v in result.best_state.items()})
+        return result
+
+    # ------------------------------------------------------------------ evaluate
+    def evaluate(self, model: torch.nn.Module, dataset: Any, hr_config: HRConfig | None = None,
+                 progress: bool = False) -> tuple[dict[str, float], list[VideoResult]]:
+        hr_config = hr_config or HRConfig()
+        model.eval()
+        diff = model.output_type == "diffnormalized"
+        results: list[VideoResult] = []
+        for video in dataset:
+            pred, label = run_on_video(model, video)
+            hr_p = estimate_hr(pred, video.fs, diff=diff, config=hr_config)
+            hr_g = estimate_hr(label, video.fs, diff=diff, config=hr_config)
+            filtered = preprocess_pulse(pred, video.fs, diff=diff, config=hr_config)
+            snr = snr_db(filtered, hr_g, video.fs, band=hr_config.band)
+            results.append(VideoResult(video.id, hr_p, hr_g, snr, filtered,
+                                       preprocess_pulse(label, video.fs, diff=diff, config=hr_config), video.fs))
+        if not results:
+            raise ValueError("the evaluation split holds no video")
+        metrics = hr_metrics(np.array([r.hr_pred for r in results]), np.array([r.hr_gt for r in results]))
+        metrics["SNR"] = float(np.mean([r.snr_db for r in results]))
+        metrics["n_videos"] = len(results)
+        return metrics, results
+
+    # ------------------------------------------------------------------ predict on a user's file
+    def predict(self, model: torch.nn.Module, input_path: str | Path, out_dir: str | Path, fs: float | None = None,
+                hr_config: HRConfig | None = None) -> dict[str, Any]:
+        from ..data.face import crop_face_video
+        from ..data.video import read_video
+        from .plots import plot_pulse
+
+        hr_config = hr_config or HRConfig()
+        clip = read_video(input_path, fps=fs or 30.0)
+        fps = float(fs or clip.fps or 30.0)
+        crops, info = crop_face_video(clip.frames, size=model.image_size)
+        video = RPPGVideo(id=Path(input_path).stem, subject="", frames=crops,
+                          ppg=np.zeros(len(crops), np.float32), fs=fps, meta=info)
+        pred, _ = run_on_video(model, video)
+        diff = model.output_type == "diffnormalized"
+        hr = estimate_hr(pred, fps, diff=diff, config=hr_config)
+        filtered = preprocess_pulse(pred, fps, diff=diff, config=hr_config)
+        freqs, power = power_spectrum(filtered, fps)
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        png = out_dir / f"{video.id}_pulse.png"
+        plot_pulse(png, filtered, fps, freqs, power, hr, title=f"{video.id}: {hr:.1f} bpm")
+        np.savetxt(out_dir / f"{video.id}_pulse.csv", filtered, fmt="%.6f")
+        return {"input": str(input_path), "hr_bpm": hr, "fps": fps, "frames": int(len(crops)),
+                "face_found": bool(info.get("face_found", True)), "plot": str(png)}
+
+    # ------------------------------------------------------------------ benchmark
+    def bench(self, entry: Any, preset: str, data: str, out_dir: Path, quick: bool) -> dict[str, Any]:
+        """One benchmark row: train if trainable (train/val splits), then evaluate on the test split."""
+        from ..config import build_config, config_to_dict
+        from .plots import plot_hr_scatter
+
+        cfg = build_config(entry.config_cls, entry.presets, preset)
+        torch.manual_seed(getattr(getattr(cfg, "train", None), "seed", 0))
+        model = entry.model_cls(cfg)
+        train_s = 0.0
+        if entry.trainable:
+            res = self.train(model, cfg, data, out_dir / "train" / entry.name, progress=False)
+            train_s = res.train_seconds
+        test = self.load_data(data, "test", model.image_size, progress=False)
+        t0 = time.perf_counter()
+        metrics, per_video = self.evaluate(model, test)
+        infer_s = time.perf_counter() - t0
+        frames = sum(len(r.label) for r in per_video)
+        plot_hr_scatter(out_dir / f"{entry.name}_hr.png", [r.hr_gt for r in per_video],
+                        [r.hr_pred for r in per_video], title=f"{entry.name} on {data} (test)")
+        return {
+            "method": entry.name,
+            "dataset": data,
+            "split": "test",
+            "preset": preset,
+            "metrics": metrics,
+            "params": int(sum(p.numel() for p in model.parameters())),
+            "train_s": round(train_s, 3),
+            "infer_items_per_s": round(frames / max(infer_s, 1e-9), 1),
+            "items": "frames",
+            "config": config_to_dict(cfg),
+            "per_video": [{"id": r.id, "hr_pred": r.hr_pred, "hr_gt": r.hr_gt, "snr_db": r.snr_db} for r in per_video],
+        }
