@@ -8,8 +8,8 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from skimage.metrics import peak_signal_noise_ratio as sk_psnr
 from scipy.ndimage import gaussian_filter
+from skimage.metrics import peak_signal_noise_ratio as sk_psnr
 from skimage.metrics import structural_similarity as sk_ssim
 from torchmetrics.functional.classification import binary_auroc
 
@@ -105,6 +105,7 @@ def test_tpr_at_fpr_against_bruteforce():
         assert tpr_at_fpr(s, y, target) == pytest.approx(expected), target
     # interpolation along a diagonal ROC segment (0, .5) -> (.5, 1)
     assert tpr_at_fpr([0.1, 0.5, 0.5, 0.9], [0, 0, 1, 1], 0.25) == pytest.approx(0.75)
+    assert tpr_at_fpr(s, y, 1.0) == 1.0
     with pytest.raises(ValueError, match=r"fpr must be in \[0, 1\]"):
         tpr_at_fpr(s, y, 1.5)
 

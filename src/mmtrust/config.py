@@ -75,10 +75,14 @@ def _coerce(value: Any, typ: Any, key: str) -> Any:
         raise ConfigError(f"{key}: expected true/false, got {value!r}")
     if typ in (int, float):
         try:
-            v = float(value) if typ is float else int(float(value)) if str(value).replace(".", "", 1).lstrip("-").isdigit() else int(value)
+            number = float(value)
         except (TypeError, ValueError):
             raise ConfigError(f"{key}: expected {typ.__name__}, got {value!r}") from None
-        return v
+        if typ is int:
+            if not number.is_integer():
+                raise ConfigError(f"{key}: expected int, got {value!r}")
+            return int(number)
+        return number
     if typ is str:
         return str(value)
     return value

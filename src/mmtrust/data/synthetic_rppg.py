@@ -78,7 +78,7 @@ Caching: :func:`build_synthetic_rppg` writes into ``cache_dir("synthetic-rppg", 
 existing good dataset. Bump :data:`GENERATOR_VERSION` whenever the output would change.
 
 Presets (:meth:`SyntheticRPPGConfig.preset`): ``"default"`` (20 subjects x 20 s, 128 px), ``"quick"``
-(the demo: 8 subjects x 20 s, 96 px), ``"tiny"`` (the tests: 5 subjects x 10 s, 80 px). Named domains
+(the demo: 10 subjects x 20 s, 96 px), ``"tiny"`` (the tests: 5 subjects x 10 s, 80 px). Named domains
 (:data:`DOMAINS`) are sets of overrides for domain-shift / domain-adaptation experiments.
 """
 
@@ -224,7 +224,7 @@ class SyntheticRPPGConfig:
 #: named presets: overrides of :class:`SyntheticRPPGConfig`
 PRESETS: dict[str, dict[str, Any]] = {
     "default": {},
-    "quick": {"n_subjects": 8, "duration_s": 20.0, "frame_size": 96},
+    "quick": {"n_subjects": 10, "duration_s": 20.0, "frame_size": 96},
     "tiny": {"n_subjects": 5, "duration_s": 10.0, "frame_size": 80},
 }
 
@@ -239,7 +239,7 @@ DOMAINS: dict[str, dict[str, Any]] = {
     "mixed-skin": {"skin_tone": "mixed"},
     "low-fps": {"fps": 15.0},
     "pal-fps": {"fps": 25.0},
-    "compressed": {"codec": "libx264", "crf": 28},
+    "compressed": {"codec": "libx264", "crf": 8},
     "flicker": {"flicker": 0.03, "flicker_hz": 10.0},
     "warm-light": {"light_rgb": (1.0, 0.85, 0.65)},
 }
@@ -377,8 +377,10 @@ def _photo_canvas(name: str, size: int, tone: float | None) -> _Canvas:
     ycc = cv2.cvtColor(rgb8, cv2.COLOR_RGB2YCrCb)
     seg = ((ycc[..., 1] >= 133) & (ycc[..., 1] <= 173) & (ycc[..., 2] >= 77) & (ycc[..., 2] <= 127)
            & (ycc[..., 0] >= 40)).astype(np.uint8)
-    seg = cv2.morphologyEx(seg, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8)).astype(np.float32)
-    region = _ellipse(size, fx, fy + 0.08 * box[3], 0.55 * box[2], 0.78 * box[3])
+    seg = cv2.morphologyEx(seg, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
+    k = 2 * max(1, size // 64) + 1  # fill wrinkles, specular spots and other small holes in the skin
+    seg = cv2.morphologyEx(seg, cv2.MORPH_CLOSE, np.ones((k, k), np.uint8)).astype(np.float32)
+    region = _ellipse(size, fx, fy + 0.1 * box[3], 0.5 * box[2], 0.62 * box[3])
     skin = np.clip(_blur(seg * region, size / 128.0), 0.0, 1.0)
     albedo = rgb8.astype(np.float32) / 255.0
     if tone is not None:
@@ -692,7 +694,7 @@ def build_synthetic_rppg(config: SyntheticRPPGConfig | None = None, root: str | 
 
 # ---------------------------------------------------------------------------------------- registered
 
-_LOADER_KEYS = ("box_coef", "dynamic_detection", "split_fractions", "cache_dir")
+_LOADER_KEYS = ("box_coef", "dynamic_detection", "detection_stride", "split_fractions", "cache_dir")
 
 
 @register_dataset(
@@ -707,7 +709,7 @@ def synthetic_rppg(root: str | Path | None = None, split: str = "all", preset: s
     """Build (or reuse) the synthetic rPPG videos and return them as a :class:`UBFCrPPG` dataset.
 
     ``overrides`` are :class:`SyntheticRPPGConfig` fields (``n_subjects=4``, ``motion=0``, ...) or loader
-    options (``box_coef``, ``dynamic_detection``, ``split_fractions``, ``cache_dir``).
+    options (``box_coef``, ``dynamic_detection``, ``detection_stride``, ``split_fractions``, ``cache_dir``).
     """
     from mmtrust.data.rppg_datasets import UBFCrPPG
 

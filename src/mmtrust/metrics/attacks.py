@@ -99,7 +99,7 @@ def _images(x: Any, x_adv: Any) -> tuple[torch.Tensor, torch.Tensor]:
 def psnr(x: Any, x_adv: Any, data_range: float = 1.0) -> float:
     """Mean over the batch of per-image PSNR (dB) between ``(B, C, H, W)`` images; inf if identical."""
     x, x_adv = _images(x, x_adv)
-    val = peak_signal_noise_ratio(x_adv, x, data_range=data_range, reduction="elementwise_mean")
+    val = peak_signal_noise_ratio(x_adv, x, data_range=data_range, reduction="none", dim=(1, 2, 3))
     return float(val.mean())
 
 

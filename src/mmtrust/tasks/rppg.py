@@ -118,6 +118,21 @@ class RPPGTask:
 
     recipe_cls = RPPGRecipe
 
+    # ------------------------------------------------------------------ contract
+    def example_batch(self, model: torch.nn.Module, batch_size: int = 2, seed: int = 0):
+        """A small valid ``(input, label)`` batch for ``model`` (used by the contract tests)."""
+        g = torch.Generator().manual_seed(seed)
+        t = model.chunk_length or 96
+        s = model.image_size
+        fs = 30.0
+        time_s = torch.arange(t) / fs
+        pulse = torch.sin(2 * torch.pi * 1.3 * time_s)  # 78 bpm
+        base = 120 + 40 * torch.rand(batch_size, 3, 1, s, s, generator=g)
+        video = base * (1 + 0.01 * pulse.view(1, 1, t, 1, 1)) + torch.randn(batch_size, 3, t, s, s, generator=g)
+        if model.input_type != "raw":
+            video = (video - video.mean()) / video.std()
+        return video.float(), pulse.repeat(batch_size, 1).float()
+
     # ------------------------------------------------------------------ data
     def load_data(self, data: str, split: str, image_size: int, progress: bool = True, **kw: Any):
         """``data`` is a registered dataset name, ``name:PATH``, or a PATH whose layout is detected."""
@@ -196,7 +211,7 @@ class RPPGTask:
         from .plots import plot_pulse
 
         hr_config = hr_config or HRConfig()
-        clip = read_video(input_path, fps=fs or 30.0)
+        clip = read_video(input_path, fps=fs)
         fps = float(fs or clip.fps or 30.0)
         crops, info = crop_face_video(clip.frames, size=model.image_size)
         video = RPPGVideo(id=Path(input_path).stem, subject="", frames=crops,
