@@ -1,0 +1,215 @@
+"""The built-in ``synthetic-rppg`` dataset: layout, determinism, a real pulse in the pixels, caching."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mmtrust.data import synthetic_rppg as sr
+from mmtrust.data.face import HaarFaceDetector
+from mmtrust.data.video import read_video
+
+# a very small config for the tests that only need *a* dataset (determinism, cache, failures)
+SMALL = {"n_subjects": 2, "duration_s": 3.0}
+
+
+def _subjects(root: Path) -> list[Path]:
+    return sorted(root.glob("subject*"), key=lambda p: int(p.name[len("subject"):]))
+
+
+def _gt(sub: Path) -> np.ndarray:
+    return np.loadtxt(sub / "ground_truth.txt")
+
+
+def _fft_peak_bpm(x: np.ndarray, fs: float, lo: float = 0.7, hi: float = 3.0, pad: int = 1) -> tuple[float, float]:
+    """(peak frequency in bpm inside [lo, hi] Hz, bin width in bpm)."""
+    x = np.asarray(x, np.float64) - np.mean(x)
+    n = len(x) * pad
+    spec = np.abs(np.fft.rfft(x, n))
+    f = np.fft.rfftfreq(n, 1.0 / fs)
+    band = (f >= lo) & (f <= hi)
+    return float(f[band][np.argmax(spec[band])] * 60.0), 60.0 * fs / len(x)
+
+
+def _pos_like_hr(frames: np.ndarray, fs: float) -> float:
+    """Mean RGB of the centre region -> temporal normalisation -> S1 + alpha S2 (POS plane) -> FFT peak."""
+    s = frames.shape[1]
+    c, r = s // 2, s // 8
+    rgb = frames[:, c - r:c + r, c - r:c + r].reshape(len(frames), -1, 3).mean(1).astype(np.float64)
+    cn = rgb / rgb.mean(0)
+    proj = np.array([[0.0, 1.0, -1.0], [-2.0, 1.0, 1.0]]) @ cn.T
+    h = proj[0] + proj[0].std() / proj[1].std() * proj[1]
+    h = h - np.polyval(np.polyfit(np.arange(len(h)), h, 2), np.arange(len(h)))  # remove slow drift
+    return _fft_peak_bpm(h * np.hanning(len(h)), fs, pad=8)[0]
+
+
+@pytest.fixture(scope="module")
+def tiny_root(tmp_path_factory) -> Path:
+    cfg = sr.SyntheticRPPGConfig.preset("tiny")
+    return sr.build_synthetic_rppg(cfg, root=tmp_path_factory.mktemp("srppg") / "tiny", progress=False)
+
+
+@pytest.fixture(scope="module")
+def still_root(tmp_path_factory) -> Path:
+    cfg = sr.make_config("tiny", domain="still")
+    return sr.build_synthetic_rppg(cfg, root=tmp_path_factory.mktemp("srppg") / "still", progress=False)
+
+
+def test_presets_and_domains_are_valid() -> None:
+    for name in sr.PRESETS:
+        sr.SyntheticRPPGConfig.preset(name).validate()
+    for dom in sr.DOMAINS:
+        cfg = sr.make_config("tiny", dom)
+        cfg.validate()
+    assert sr.make_config("tiny", "low-fps").fps in (15.0, 25.0)
+    with pytest.raises(ValueError, match="unknown synthetic-rppg domain"):
+        sr.make_config("tiny", "nope")
+    with pytest.raises(TypeError, match="accepted"):
+        sr.make_config("tiny", colour="blue")
+    with pytest.raises(ValueError, match="skin_tone"):
+        sr.make_config("tiny", skin_tone=9)
+
+
+def test_layout_is_ubfc_like(tiny_root: Path) -> None:
+    cfg = sr.SyntheticRPPGConfig.preset("tiny")
+    subs = _subjects(tiny_root)
+    assert [p.name for p in subs] == [f"subject{i}" for i in range(1, cfg.n_subjects + 1)]
+    done = json.loads((tiny_root / "DONE.json").read_text())
+    assert done["generator_version"] == sr.GENERATOR_VERSION and done["config"]["n_subjects"] == cfg.n_subjects
+    sources = set()
+    for sub in subs:
+        assert (sub / "vid.avi").is_file()
+        gt = _gt(sub)
+        assert gt.shape == (3, cfg.n_frames)
+        ppg, hr, t = gt
+        meta = json.loads((sub / "meta.json").read_text())
+        assert abs(ppg.mean()) < 1e-6 and abs(ppg.std() - 1.0) < 1e-6
+        assert np.all(hr == meta["hr_bpm"]) and cfg.hr_range_bpm[0] <= meta["hr_bpm"] <= cfg.hr_range_bpm[1]
+        np.testing.assert_allclose(t, np.arange(cfg.n_frames) / cfg.fps)
+        assert {"face_source", "seed", "domain", "fps"} <= set(meta)
+        sources.add(meta["face_source"])
+        clip = read_video(sub / "vid.avi")
+        assert clip.frames.shape == (cfg.n_frames, cfg.frame_size, cfg.frame_size, 3)
+        assert abs(clip.fps - cfg.fps) < 1e-6
+    assert len(sources) == cfg.n_subjects  # every subject has its own face
+    assert {"astronaut", "grace_hopper"} <= sources
+
+
+def test_label_fft_peak_is_true_hr(tiny_root: Path) -> None:
+    for sub in _subjects(tiny_root):
+        ppg, hr, _ = _gt(sub)
+        peak, bin_bpm = _fft_peak_bpm(ppg, 30.0, lo=0.5, hi=4.0)
+        assert abs(peak - hr[0]) <= bin_bpm, (sub.name, peak, hr[0])
+
+
+def test_pulse_is_in_the_pixels(still_root: Path) -> None:
+    errors = {}
+    for sub in _subjects(still_root):
+        meta = json.loads((sub / "meta.json").read_text())
+        clip = read_video(sub / meta["video"])
+        errors[sub.name] = abs(_pos_like_hr(clip.frames, clip.fps) - meta["hr_bpm"])
+    assert max(errors.values()) <= 3.0, errors
+
+
+def test_haar_finds_face_on_first_frame(tiny_root: Path) -> None:
+    det = HaarFaceDetector()
+    size = sr.SyntheticRPPGConfig.preset("tiny").frame_size
+    for sub in _subjects(tiny_root):
+        first = read_video(sub / "vid.avi").frames[0]
+        box = det.detect(first)
+        assert box is not None, sub.name
+        x, y, w, h = box
+        assert 0.3 * size <= w <= 0.65 * size  # the x1.5 crop fits in the frame
+        assert abs(x + w / 2 - size / 2) < 0.2 * size and abs(y + h / 2 - size / 2) < 0.2 * size
+
+
+def test_deterministic(tmp_path: Path) -> None:
+    cfg = sr.make_config("tiny", **SMALL)
+    a = sr.build_synthetic_rppg(cfg, root=tmp_path / "a", progress=False)
+    b = sr.build_synthetic_rppg(cfg, root=tmp_path / "b", progress=False)
+    c = sr.build_synthetic_rppg(sr.make_config("tiny", **SMALL, seed=1), root=tmp_path / "c", progress=False)
+    for sa, sb, sc in zip(_subjects(a), _subjects(b), _subjects(c), strict=True):
+        assert (sa / "ground_truth.txt").read_bytes() == (sb / "ground_truth.txt").read_bytes()
+        assert (sa / "meta.json").read_bytes() == (sb / "meta.json").read_bytes()
+        assert (sa / "vid.avi").read_bytes() == (sb / "vid.avi").read_bytes()  # ffv1 is lossless
+        assert (sa / "ground_truth.txt").read_bytes() != (sc / "ground_truth.txt").read_bytes()
+
+
+def test_cache_is_reused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MMTRUST_CACHE", str(tmp_path / "cache"))
+    cfg = sr.make_config("tiny", **SMALL)
+    path = sr.build_synthetic_rppg(cfg, progress=False)
+    assert path.is_relative_to(tmp_path / "cache" / "synthetic-rppg")
+    assert path.name.startswith(f"v{sr.GENERATOR_VERSION}-")
+    stamp = (path / "DONE.json").stat().st_mtime_ns
+
+    def boom(*a, **k):
+        raise AssertionError("regenerated a cached dataset")
+
+    monkeypatch.setattr(sr, "_render_subject", boom)
+    assert sr.build_synthetic_rppg(cfg, progress=False) == path
+    assert (path / "DONE.json").stat().st_mtime_ns == stamp
+    # another config is another cache entry (and must render)
+    with pytest.raises(AssertionError, match="regenerated"):
+        sr.build_synthetic_rppg(sr.make_config("tiny", **SMALL, seed=5), progress=False)
+    assert sorted(p.name for p in path.parent.iterdir()) == [path.name]  # the failed one left nothing
+
+
+def test_failed_build_leaves_nothing_and_keeps_good_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real = sr._render_subject
+    calls = {"n": 0}
+
+    def fail_second(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise RuntimeError("renderer died midway")
+        return real(*a, **k)
+
+    monkeypatch.setattr(sr, "_render_subject", fail_second)
+    fresh = tmp_path / "fresh"
+    with pytest.raises(RuntimeError, match="midway"):
+        sr.build_synthetic_rppg(sr.make_config("tiny", **SMALL), root=fresh, progress=False)
+    assert not fresh.exists() and list(tmp_path.iterdir()) == []
+
+    monkeypatch.setattr(sr, "_render_subject", real)
+    good = sr.build_synthetic_rppg(sr.make_config("tiny", **SMALL), root=tmp_path / "good", progress=False)
+    before = {p.relative_to(good): p.read_bytes() for p in good.rglob("*") if p.is_file()}
+    calls["n"] = 0
+    monkeypatch.setattr(sr, "_render_subject", fail_second)
+    with pytest.raises(RuntimeError, match="midway"):
+        sr.build_synthetic_rppg(sr.make_config("tiny", **SMALL, seed=7), root=good, progress=False)
+    after = {p.relative_to(good): p.read_bytes() for p in good.rglob("*") if p.is_file()}
+    assert after == before and sr.is_complete(good, sr.make_config("tiny", **SMALL))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["good"]  # no temp folders left
+
+
+def test_refuses_to_overwrite_foreign_folder(tmp_path: Path) -> None:
+    (tmp_path / "mine.txt").write_text("user data")
+    with pytest.raises(FileExistsError, match="not a synthetic-rppg dataset"):
+        sr.build_synthetic_rppg(sr.make_config("tiny", **SMALL), root=tmp_path, progress=False)
+    assert (tmp_path / "mine.txt").read_text() == "user data"
+
+
+@pytest.mark.skipif(importlib.util.find_spec("mmtrust.data.rppg_datasets") is None,
+                    reason="mmtrust.data.rppg_datasets (the UBFC-rPPG loader) is not available yet")
+def test_registered_factory_returns_loader(tiny_root: Path, tmp_path: Path) -> None:
+    from mmtrust.registry import get_dataset, list_datasets
+
+    assert "synthetic-rppg" in list_datasets("rppg")
+    info = get_dataset("synthetic-rppg")
+    assert info.builtin and info.task == "rppg"
+    ds = info.factory(root=tiny_root, split="all", preset="tiny", image_size=72, cache_dir=tmp_path / "prep",
+                      progress=False)
+    assert len(ds) == sr.SyntheticRPPGConfig.preset("tiny").n_subjects
+    item = ds[0]
+    meta = json.loads((tiny_root / f"subject{item.subject}" / "meta.json").read_text())
+    assert item.frames.shape == (meta["n_frames"], 72, 72, 3) and item.frames.dtype == np.uint8
+    assert item.ppg.shape == (meta["n_frames"],) and item.fs == 30.0
+    assert item.meta["hr_bpm"] == meta["hr_bpm"] and item.meta["face_found"]
+    test = info.factory(root=tiny_root, split="test", preset="tiny", cache_dir=tmp_path / "prep", progress=False)
+    train = info.factory(root=tiny_root, split="train", preset="tiny", cache_dir=tmp_path / "prep", progress=False)
+    assert len(test) >= 1 and not set(test.ids) & set(train.ids)
