@@ -16,7 +16,8 @@ from pathlib import Path
 def _console():
     from rich.console import Console
 
-    return Console()
+    console = Console()
+    return console if console.is_terminal else Console(width=max(console.width, 160))
 
 
 def _print_table(title: str, header: list[str], rows: list[list[str]]) -> None:
@@ -86,7 +87,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     task = get_task(entry.task)
     model = entry.model_cls(cfg)
     result = task.train(model, cfg, data, out, devices=args.devices, accelerator=args.accelerator,
-                        num_nodes=args.num_nodes, resume=args.resume, progress=not args.no_progress)
+                        num_nodes=args.num_nodes, resume=args.resume, progress=not args.no_progress,
+                        stop_after_epochs=args.stop_after)
     if not result.is_global_zero:
         return 0
     test = task.load_data(data, "test", model.image_size, progress=not args.no_progress)
@@ -178,6 +180,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-nodes", type=int, default=1)
     p.add_argument("--out", help="run folder (default runs/METHOD)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/last.ckpt")
+    p.add_argument("--stop-after", type=int, metavar="EPOCHS",
+                   help="end this run after EPOCHS epochs (the schedule still spans train.epochs); "
+                        "continue later with --resume")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_train)
 

@@ -51,8 +51,14 @@ def _peak_rss_mb() -> float:
 
 def _worker(name: str, preset: str | None, data: str | None, out_dir: str, quick: bool, queue: Any) -> None:
     try:
+        import logging
+        import warnings
+
         from ..registry import get_method, get_task
 
+        logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+        warnings.filterwarnings("ignore", message=".*FastICA did not converge.*")
+        warnings.filterwarnings("ignore", message=".*LeafSpec.*")
         entry = get_method(name)
         task = get_task(entry.task)
         chosen = preset or ("tiny" if quick else "paper")

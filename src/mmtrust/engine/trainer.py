@@ -59,6 +59,7 @@ def make_trainer(
     monitor_val: bool = True,
     progress: bool = True,
     max_epochs: int | None = None,
+    resumed: bool = False,
     extra_callbacks: list[Callback] | None = None,
 ) -> tuple[L.Trainer, ModelCheckpoint]:
     out_dir = Path(out_dir)
@@ -86,7 +87,7 @@ def make_trainer(
         deterministic=train.deterministic,
         gradient_clip_val=train.gradient_clip_val or None,
         limit_train_batches=train.limit_train_batches,
-        logger=CSVLogger(str(out_dir), name="", version="logs"),
+        logger=CSVLogger(str(out_dir), name="", version=_log_version(out_dir, resumed)),
         callbacks=callbacks,
         plugins=[SafetensorsCheckpointIO()],
         enable_progress_bar=progress,
@@ -95,6 +96,44 @@ def make_trainer(
         num_sanity_val_steps=0,
     )
     return trainer, ckpt
+
+
+def _log_version(out_dir: Path, resumed: bool) -> str:
+    """``logs`` for a new run; ``logs-resume-<k>`` for the k-th resume (earlier logs are never replaced)."""
+    if not resumed:
+        return "logs"
+    k = 1
+    while (out_dir / f"logs-resume-{k}").exists():
+        k += 1
+    return f"logs-resume-{k}"
+
+
+def _check_run_config(path: Path, run_config: dict[str, Any], resume: bool) -> None:
+    import json
+
+    from ..data.cache import atomic_path
+
+    current = json.loads(json.dumps(run_config, default=str))
+    if resume and path.is_file():
+        saved = json.loads(path.read_text())
+        flat_s, flat_c = _flatten(saved), _flatten(current)
+        diff = [f"{k}: {flat_s.get(k)!r} -> {flat_c.get(k)!r}" for k in sorted(set(flat_s) | set(flat_c))
+                if flat_s.get(k) != flat_c.get(k)]
+        if diff:
+            raise ValueError("--resume continues an interrupted run with the same settings, but these differ "
+                             "from the run's: " + "; ".join(diff) + " (start a new run with another --out)")
+        return
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(current, indent=2))
+
+
+def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(d, dict):
+        return {prefix.rstrip("."): d}
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        out.update(_flatten(v, f"{prefix}{k}."))
+    return out
 
 
 @dataclass
@@ -120,13 +159,16 @@ def fit(
     resume: bool = False,
     progress: bool = True,
     stop_after_epochs: int | None = None,
+    run_config: dict[str, Any] | None = None,
 ) -> FitResult:
     """Train ``module`` and return where its best (by validation loss) and last checkpoints are.
 
     ``resume=True`` continues from ``out_dir/checkpoints/last.ckpt`` (epoch, optimiser, scheduler and
     loop state restored). Without it, a folder that already holds checkpoints is refused, so an earlier
     run is never overwritten. ``stop_after_epochs`` ends this run early (the schedule still spans
-    ``train.epochs``), to be continued later with ``resume=True``.
+    ``train.epochs``), to be continued later with ``resume=True``. ``run_config`` (the method's full config)
+    is stored in ``out_dir/run_config.json``; a resume with a different config is refused, listing the
+    differences (an optimiser schedule cannot be stretched half-way through).
     """
     import time
 
@@ -140,9 +182,11 @@ def fit(
             f"{ckpt_dir} already holds checkpoints of an earlier run; pass --resume to continue it "
             f"or choose another --out folder (nothing was changed)"
         )
+    if run_config is not None:
+        _check_run_config(out_dir / "run_config.json", run_config, resume)
     L.seed_everything(train.seed, workers=True, verbose=False)
     monitor_val = val_loader is not None and train.select_best
-    trainer, ckpt = make_trainer(out_dir, train, devices=devices, accelerator=accelerator, num_nodes=num_nodes,
+    trainer, ckpt = make_trainer(out_dir, train, resumed=resume, devices=devices, accelerator=accelerator, num_nodes=num_nodes,
                                  monitor_val=monitor_val, progress=progress, max_epochs=stop_after_epochs)
     t0 = time.perf_counter()
     with warnings.catch_warnings():

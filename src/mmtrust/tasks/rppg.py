@@ -159,7 +159,9 @@ class RPPGTask:
 
     # ------------------------------------------------------------------ train
     def train(self, model: torch.nn.Module, cfg: Any, data: str, out_dir: str | Path, *, devices: int | str = 1,
-              accelerator: str = "auto", num_nodes: int = 1, resume: bool = False, progress: bool = True):
+              accelerator: str = "auto", num_nodes: int = 1, resume: bool = False, progress: bool = True,
+              stop_after_epochs: int | None = None):
+        from ..config import config_to_dict
         from ..engine.trainer import fit
 
         size = model.image_size
@@ -176,7 +178,9 @@ class RPPGTask:
         recipe_cls = getattr(model, "recipe_cls", None) or self.recipe_cls
         module = recipe_cls(model, t)
         result = fit(module, train_loader, val_loader, out_dir, t, devices=devices, accelerator=accelerator,
-                     num_nodes=num_nodes, resume=resume, progress=progress)
+                     num_nodes=num_nodes, resume=resume, progress=progress, stop_after_epochs=stop_after_epochs,
+                     run_config={"method": getattr(model, "method_name", type(model).__name__), "data": data,
+                                 "config": config_to_dict(cfg)})
         if result.best_state is not None:
             model.load_state_dict({k.removeprefix("model."): v for k, v in result.best_state.items()})
         return result
