@@ -170,9 +170,10 @@ def load_method(directory: str | Path, expected_method: str | None = None):
 
     Returns ``(model, info)``. ``expected_method`` refuses a checkpoint of another method, naming both.
     """
+    from safetensors.torch import load_file
+
     from ..config import config_from_dict
     from ..registry import get_method
-    from safetensors.torch import load_file
 
     info = read_method_config(directory)
     saved = info["method"]

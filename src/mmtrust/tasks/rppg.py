@@ -21,8 +21,8 @@ from torch.utils.data import DataLoader, Dataset
 from ..data.rppg_datasets import RPPGVideo
 from ..data.transforms import diff_normalize_label, diff_normalize_video, standardize_label, standardize_video
 from ..engine.module import TaskModule
-from ..metrics.rppg import hr_metrics, snr_db
 from ..methods.rppg.postprocess import HRConfig, estimate_hr, power_spectrum, preprocess_pulse
+from ..metrics.rppg import hr_metrics, snr_db
 from ..nn.losses import neg_pearson
 from ..registry import get_dataset, list_datasets, register_task
 
@@ -205,6 +205,7 @@ class RPPGTask:
         metrics = hr_metrics(np.array([r.hr_pred for r in results]), np.array([r.hr_gt for r in results]))
         metrics["SNR"] = float(np.mean([r.snr_db for r in results]))
         metrics["n_videos"] = len(results)
+        metrics["n_skipped"] = len(getattr(dataset, "skipped", []))  # unreadable videos, warned about
         return metrics, results
 
     # ------------------------------------------------------------------ predict on a user's file
@@ -265,4 +266,5 @@ class RPPGTask:
             "items": "frames",
             "config": config_to_dict(cfg),
             "per_video": [{"id": r.id, "hr_pred": r.hr_pred, "hr_gt": r.hr_gt, "snr_db": r.snr_db} for r in per_video],
+            "skipped": [list(map(str, s)) for s in getattr(test, "skipped", [])],
         }
