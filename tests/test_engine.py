@@ -93,3 +93,11 @@ def test_ddp_two_cpu_processes_end_with_identical_weights(tmp_path):
     assert not torch.allclose(state["model.0.weight"], init[0].weight)
     # each rank saw half of the 6 batches per epoch: 3 optimiser steps per epoch
     assert load_tree(out / "checkpoints" / "last.ckpt")["global_step"] == 6
+
+
+def test_last_checkpoint_is_refreshed_even_when_validation_does_not_improve(tmp_path):
+    out = tmp_path / "flat"
+    _run(out, 1, "--epochs", 3, "--lr", 0.0)  # weights never change: val_loss never improves after epoch 0
+    assert load_tree(out / "checkpoints" / "last.ckpt")["global_step"] == 18
+    best = list((out / "checkpoints").glob("best-*.ckpt"))
+    assert [p.name for p in best] == ["best-epoch=000.ckpt"]

@@ -23,13 +23,14 @@ def main() -> None:
     out, devices = sys.argv[1], int(sys.argv[2])
     resume = "--resume" in sys.argv
     epochs = int(sys.argv[sys.argv.index("--epochs") + 1]) if "--epochs" in sys.argv else 2
+    lr = float(sys.argv[sys.argv.index("--lr") + 1]) if "--lr" in sys.argv else 1e-2
     stop = int(sys.argv[sys.argv.index("--stop-after") + 1]) if "--stop-after" in sys.argv else None
     g = torch.Generator().manual_seed(0)
     x = torch.randn(64, 8, generator=g)
     y = x @ torch.randn(8, 1, generator=g) + 0.1 * torch.randn(64, 1, generator=g)
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 1))
-    t = TrainSettings(epochs=epochs, batch_size=8, lr=1e-2, optimizer="adam", scheduler="onecycle", seed=0)
+    t = TrainSettings(epochs=epochs, batch_size=8, lr=lr, optimizer="adam", scheduler="onecycle", seed=0)
     train = DataLoader(TensorDataset(x[:48], y[:48]), batch_size=8, shuffle=True)
     val = DataLoader(TensorDataset(x[48:], y[48:]), batch_size=8)
     res = fit(Regress(model, t), train, val, out, t, devices=devices, accelerator="cpu", resume=resume,

@@ -61,19 +61,19 @@ def make_trainer(
     max_epochs: int | None = None,
     resumed: bool = False,
     extra_callbacks: list[Callback] | None = None,
-) -> tuple[L.Trainer, ModelCheckpoint]:
+) -> tuple[L.Trainer, ModelCheckpoint | None, ModelCheckpoint]:
     out_dir = Path(out_dir)
-    ckpt = ModelCheckpoint(
-        dirpath=out_dir / "checkpoints",
-        filename="best-{epoch:03d}",
-        monitor="val_loss" if monitor_val else None,
-        mode="min",
-        save_top_k=1 if monitor_val else 0,
-        save_last=True,
-    )
+    ckpt_dir = out_dir / "checkpoints"
+    # "last" is its own callback: Lightning's save_last only refreshes when a top-k file is written, which
+    # would leave a stale last.ckpt after an epoch whose validation loss did not improve.
+    last = ModelCheckpoint(dirpath=ckpt_dir, filename="last", monitor=None, save_top_k=1,
+                           enable_version_counter=False, save_on_train_epoch_end=True)
+    best = ModelCheckpoint(dirpath=ckpt_dir, filename="best-{epoch:03d}", monitor="val_loss", mode="min",
+                           save_top_k=1) if monitor_val else None
     n_dev = devices if isinstance(devices, int) else None
     strategy: Any = "ddp" if (n_dev or 1) > 1 or num_nodes > 1 else "auto"
-    callbacks: list[Callback] = [ckpt, _DigestCallback(out_dir), *(extra_callbacks or [])]
+    callbacks: list[Callback] = [c for c in (best, last) if c is not None]
+    callbacks += [_DigestCallback(out_dir), *(extra_callbacks or [])]
     if progress:
         callbacks.append(TQDMProgressBar(refresh_rate=1))
     trainer = L.Trainer(
@@ -95,7 +95,7 @@ def make_trainer(
         log_every_n_steps=1,
         num_sanity_val_steps=0,
     )
-    return trainer, ckpt
+    return trainer, best, last
 
 
 def _log_version(out_dir: Path, resumed: bool) -> str:
@@ -186,7 +186,7 @@ def fit(
         _check_run_config(out_dir / "run_config.json", run_config, resume)
     L.seed_everything(train.seed, workers=True, verbose=False)
     monitor_val = val_loader is not None and train.select_best
-    trainer, ckpt = make_trainer(out_dir, train, resumed=resume, devices=devices, accelerator=accelerator, num_nodes=num_nodes,
+    trainer, best_cb, last_cb = make_trainer(out_dir, train, resumed=resume, devices=devices, accelerator=accelerator, num_nodes=num_nodes,
                                  monitor_val=monitor_val, progress=progress, max_epochs=stop_after_epochs)
     t0 = time.perf_counter()
     with warnings.catch_warnings():
@@ -194,8 +194,8 @@ def fit(
         warnings.filterwarnings("ignore", message=".*isn't a subclass of.*")
         trainer.fit(module, train_loader, val_loader, ckpt_path=str(last) if resume else None)
     seconds = time.perf_counter() - t0
-    best = Path(ckpt.best_model_path) if ckpt.best_model_path else None
-    last_path = Path(ckpt.last_model_path) if ckpt.last_model_path else (last if last.is_file() else None)
+    best = Path(best_cb.best_model_path) if best_cb is not None and best_cb.best_model_path else None
+    last_path = last if last.is_file() else None
     chosen = best if (best and best.is_file()) else last_path
     state = None
     if trainer.is_global_zero and chosen is not None and chosen.is_file():
