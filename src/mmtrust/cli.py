@@ -58,6 +58,12 @@ def _load_model(method: str, checkpoint: str | None, preset: str, config: str | 
     return model, preset, config_to_dict(cfg)
 
 
+def _hr(name: str):
+    from .methods.rppg.postprocess import HRConfig
+
+    return HRConfig.named(name)
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     from .registry import get_dataset, get_method, list_datasets, list_methods
 
@@ -111,10 +117,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
     task = get_task(entry.task)
     data = args.data or entry.default_data
     ds = task.load_data(data, args.split, model.image_size, progress=not args.no_progress)
-    metrics, per_video = task.evaluate(model, ds)
+    metrics, per_video = task.evaluate(model, ds, **({"hr_config": _hr(args.hr)} if args.hr else {}))
     out = Path(args.out or f"runs/{args.method}/eval")
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps({"method": args.method, "data": data, "split": args.split,
+                                                  "hr_setting": args.hr or "toolbox",
                                                   "metrics": metrics,
                                                   "per_video": [{"id": r.id, "hr_pred": r.hr_pred, "hr_gt": r.hr_gt}
                                                                 for r in per_video]}, indent=2))
@@ -191,6 +198,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", help="mmtrust checkpoint folder, or an official weights file")
     p.add_argument("--data")
     p.add_argument("--split", default="test")
+    p.add_argument("--hr", choices=["toolbox", "physmamba"],
+                   help="rPPG heart-rate read-out: toolbox (0.6-3.3 Hz, periodogram; default) or physmamba "
+                        "(0.75-2.5 Hz, Welch), the settings of the two papers' evaluation code")
     _add_model_args(p)
     p.add_argument("--out")
     p.add_argument("--no-progress", action="store_true")

@@ -156,7 +156,9 @@ def run_bench(methods: list[str] | None = None, data: str | None = None, out_dir
             print(f"      {msg}", flush=True)
         rows.append(row)
     env = environment()
-    plots = [p.name for p in sorted(out_dir.glob("*_hr.png"))]
+    done = {r["method"] for r in rows if "error" not in r}
+    plots = [p.name for pattern in ("*_hr.png", "*_pulse.png") for p in sorted(out_dir.glob(pattern))
+             if p.name.rsplit("_", 1)[0] in done]
     by_task: dict[str, list[dict[str, Any]]] = {}
     for r in rows:
         if "error" not in r:

@@ -238,7 +238,7 @@ class RPPGTask:
     def bench(self, entry: Any, preset: str, data: str, out_dir: Path, quick: bool) -> dict[str, Any]:
         """One benchmark row: train if trainable (train/val splits), then evaluate on the test split."""
         from ..config import build_config, config_to_dict
-        from .plots import plot_hr_scatter
+        from .plots import plot_hr_scatter, plot_pulse
 
         cfg = build_config(entry.config_cls, entry.presets, preset)
         torch.manual_seed(getattr(getattr(cfg, "train", None), "seed", 0))
@@ -254,6 +254,10 @@ class RPPGTask:
         frames = sum(len(r.label) for r in per_video)
         plot_hr_scatter(out_dir / f"{entry.name}_hr.png", [r.hr_gt for r in per_video],
                         [r.hr_pred for r in per_video], title=f"{entry.name} on {data} (test)")
+        first = per_video[0]
+        freqs, power = power_spectrum(first.pulse, first.fs)
+        plot_pulse(out_dir / f"{entry.name}_pulse.png", first.pulse, first.fs, freqs, power, first.hr_pred,
+                   title=f"{entry.name}, {first.id}: predicted {first.hr_pred:.1f} bpm, reference {first.hr_gt:.1f}")
         return {
             "method": entry.name,
             "dataset": data,
@@ -264,6 +268,7 @@ class RPPGTask:
             "train_s": round(train_s, 3),
             "infer_items_per_s": round(frames / max(infer_s, 1e-9), 1),
             "items": "frames",
+            "hr_setting": "toolbox (0.6-3.3 Hz, order-1 Butterworth, periodogram peak)",
             "config": config_to_dict(cfg),
             "per_video": [{"id": r.id, "hr_pred": r.hr_pred, "hr_gt": r.hr_gt, "snr_db": r.snr_db} for r in per_video],
             "skipped": [list(map(str, s)) for s in getattr(test, "skipped", [])],
