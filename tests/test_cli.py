@@ -67,6 +67,10 @@ def test_train_eval_and_guards(data, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "'physnet'" in err and "'pos'" in err
 
+    # our own training checkpoint (safetensors .ckpt) is accepted too
+    assert main(["eval", "physnet", "--checkpoint", str(run / "checkpoints" / "last.ckpt"), "--data", str(data),
+                 "--out", str(tmp_path / "e2"), "--no-progress"]) == 0
+
     # resume with other settings is refused, listing the difference
     capsys.readouterr()
     assert main([*args, "--set", "train.lr=1e-4", "--resume"]) == 2
@@ -134,3 +138,63 @@ def test_console_script_runs():
     exe = Path(sys.executable).parent / "mmtrust"
     proc = subprocess.run([str(exe), "--version"], capture_output=True, text=True, env=dict(os.environ))
     assert proc.returncode == 0 and "mmtrust" in proc.stdout
+
+
+def test_trainable_method_needs_weights(data, tmp_path, capsys):
+    assert main(["eval", "physnet", "--data", str(data), "--no-progress"]) == 2
+    assert "--checkpoint" in capsys.readouterr().err
+    junk = tmp_path / "junk.pth"
+    junk.write_bytes(b"this is not a checkpoint")
+    assert main(["eval", "physnet", "--checkpoint", str(junk), "--data", str(data), "--no-progress"]) == 2
+    assert "junk.pth" in capsys.readouterr().err
+    assert main(["predict", "physnet", "--untrained", str(next((data / "subject1").glob("vid.*"))),
+                 "--out", str(tmp_path / "u")]) == 0
+
+
+def test_training_is_reproducible(data, tmp_path):
+    digests = []
+    for k in range(2):
+        out = tmp_path / f"r{k}"
+        assert main(["train", "physnet", "--preset", "tiny", "--data", str(data), "--out", str(out), "--no-progress",
+                     "--set", "train.epochs=1", "--accelerator", "cpu"]) == 0
+        digests.append((out / "checkpoint" / "model.safetensors").read_bytes())
+    assert digests[0] == digests[1]
+
+
+def test_predict_many_inputs_and_frame_folders(data, tmp_path, capsys):
+    import cv2
+
+    from mmtrust.data.video import read_video
+
+    vids = [next((data / f"subject{i}").glob("vid.*")) for i in (1, 2)]
+    out = tmp_path / "many"
+    frames_dir = tmp_path / "frames"
+    frames_dir.mkdir()
+    for i, f in enumerate(read_video(vids[0]).frames[:200]):
+        cv2.imwrite(str(frames_dir / f"img{i}.png"), cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
+    capsys.readouterr()
+    with pytest.warns(UserWarning, match="assuming 30 fps"):
+        rc = main(["predict", "pos", str(vids[0]), str(vids[1]), str(frames_dir), str(tmp_path / "missing.mp4"),
+                   "--out", str(out)])
+    assert rc == 2  # one input failed; the others were still processed and reported
+    lines = [json.loads(x) for x in capsys.readouterr().out.strip().splitlines()]
+    assert len(lines) == 4 and "error" in lines[3] and "missing.mp4" in lines[3]["error"]
+    assert lines[2]["fps_source"] == "assumed" and lines[0]["fps_source"] == "file"
+    assert {p.name for p in out.glob("*.png")} == {"subject1_vid_pulse.png", "subject2_vid_pulse.png",
+                                                   "frames_pulse.png"}
+
+
+def test_bad_config_file(data, tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: {lr: [1e-3\n")
+    assert main(["train", "physnet", "--preset", "tiny", "--config", str(bad), "--data", str(data),
+                 "--out", str(tmp_path / "x")]) == 2
+    assert "bad.yaml is not valid YAML" in capsys.readouterr().err
+
+
+def test_bench_twice_into_the_same_folder(data, tmp_path):
+    out = tmp_path / "bench2"
+    for _ in range(2):
+        assert main(["bench", "--methods", "physnet", "--data", str(data), "--out", str(out),
+                     "--preset", "tiny"]) == 0
+        assert "error" not in json.loads((out / "results.json").read_text())["rows"][0]

@@ -34,8 +34,14 @@ def test_tree_roundtrip_keeps_types(tmp_path):
     assert torch.equal(back["state"][0]["exp_avg"], tree["state"][0]["exp_avg"])
     assert back["groups"][0]["betas"] == (0.9, 0.999) and back["groups"][0]["name"] is None
     assert math.isinf(back["score"])
-    # it is a plain safetensors file: no pickle opcode anywhere
-    assert b"\x80\x04\x95" not in (tmp_path / "a.ckpt").read_bytes()[:64]
+    # it is a plain safetensors file (8-byte header length, then a JSON header), not a pickle/zip
+    from safetensors import safe_open
+
+    raw = (tmp_path / "a.ckpt").read_bytes()
+    n = int.from_bytes(raw[:8], "little")
+    assert raw[8:9] == b"{" and 8 + n < len(raw) and not raw.startswith(b"PK")
+    with safe_open(str(tmp_path / "a.ckpt"), framework="pt") as f:
+        assert "mmtrust_tree" in f.metadata()
 
 
 def test_tree_refuses_unknown_objects(tmp_path):
@@ -101,3 +107,11 @@ def test_last_checkpoint_is_refreshed_even_when_validation_does_not_improve(tmp_
     assert load_tree(out / "checkpoints" / "last.ckpt")["global_step"] == 18
     best = list((out / "checkpoints").glob("best-*.ckpt"))
     assert [p.name for p in best] == ["best-epoch=000.ckpt"]
+
+
+def test_weights_digest_handles_any_dtype():
+    from mmtrust.engine.trainer import weights_digest
+
+    m = torch.nn.Linear(3, 2)
+    d32 = weights_digest(m)
+    assert weights_digest(m.to(torch.bfloat16)) != d32 and len(weights_digest(m)) == 64

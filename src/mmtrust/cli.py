@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import pickle
 import sys
 from pathlib import Path
 
@@ -40,20 +41,51 @@ def _build(method: str, preset: str, config: str | None, sets: list[str] | None)
     return entry, cfg
 
 
-def _load_model(method: str, checkpoint: str | None, preset: str, config: str | None, sets: list[str] | None):
-    """A model from an mmtrust checkpoint folder, a third-party weights file, or fresh from its preset."""
+def _load_model(method: str, checkpoint: str | None, preset: str, config: str | None, sets: list[str] | None,
+                untrained: bool = False):
+    """A model from an mmtrust checkpoint folder, an mmtrust training ``.ckpt``, a third-party weights file,
+    or (classical methods, or ``--untrained``) fresh from its preset."""
     from .config import config_to_dict
-    from .engine.checkpoint import load_method
+    from .engine.checkpoint import CheckpointMismatchError, load_method, load_tree
 
     if checkpoint and Path(checkpoint).is_dir():
         model, info = load_method(checkpoint, expected_method=method)
         return model, info["preset"], info["config"]
     entry, cfg = _build(method, preset, config, sets)
+    if entry.trainable and not checkpoint and not untrained:
+        raise ValueError(f"{method!r} has learned weights: pass --checkpoint (a folder written by `mmtrust train "
+                         f"{method}`, or an official weights file), or --untrained to run it with random weights")
     model = entry.model_cls(cfg)
     if checkpoint:
-        if not Path(checkpoint).is_file():
+        path = Path(checkpoint)
+        if not path.is_file():
             raise FileNotFoundError(f"--checkpoint {checkpoint}: no such file or checkpoint folder")
-        model.load_pretrained(checkpoint)
+        try:
+            tree = load_tree(path)  # one of our own training checkpoints (safetensors)?
+        except ValueError:
+            tree = None
+        if tree is not None:
+            from .config import config_from_dict
+
+            run_cfg = path.parent.parent / "run_config.json"
+            saved = json.loads(run_cfg.read_text()) if run_cfg.is_file() else {}
+            if saved.get("method") and saved["method"] != method:
+                raise CheckpointMismatchError(f"{path} was trained for method {saved['method']!r}, not {method!r}")
+            if "config" in saved:  # rebuild with the run's own settings, not the preset's
+                cfg = config_from_dict(entry.config_cls, saved["config"])
+                model = entry.model_cls(cfg)
+            state = {k.removeprefix("model."): v for k, v in tree["state_dict"].items()}
+            try:
+                model.load_state_dict(state, strict=True)
+            except RuntimeError as err:
+                raise CheckpointMismatchError(f"{path} does not fit {method!r} with this preset/config: "
+                                              f"{str(err).splitlines()[1].strip() if len(str(err).splitlines()) > 1 else err}") from err
+        else:
+            try:
+                model.load_pretrained(path)
+            except (RuntimeError, EOFError, OSError, IndexError, KeyError, pickle.UnpicklingError) as err:
+                raise ValueError(f"{path}: not a readable weights file for {method!r} ({type(err).__name__}: "
+                                 f"{str(err).splitlines()[0] if str(err) else ''})") from err
     model.eval()
     return model, preset, config_to_dict(cfg)
 
@@ -91,6 +123,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     data = args.data or entry.default_data
     out = Path(args.out or f"runs/{args.method}")
     task = get_task(entry.task)
+    import lightning as L
+
+    L.seed_everything(cfg.train.seed, workers=True, verbose=False)  # the initial weights too
     model = entry.model_cls(cfg)
     result = task.train(model, cfg, data, out, devices=args.devices, accelerator=args.accelerator,
                         num_nodes=args.num_nodes, resume=args.resume, progress=not args.no_progress,
@@ -112,7 +147,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from .registry import get_method, get_task
     from .tasks.plots import plot_hr_scatter
 
-    model, preset, _ = _load_model(args.method, args.checkpoint, args.preset, args.config, args.set)
+    model, preset, _ = _load_model(args.method, args.checkpoint, args.preset, args.config, args.set,
+                                   untrained=args.untrained)
     entry = get_method(args.method)
     task = get_task(entry.task)
     data = args.data or entry.default_data
@@ -136,13 +172,23 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     from .registry import get_method, get_task
 
-    model, _, _ = _load_model(args.method, args.checkpoint, args.preset, args.config, args.set)
+    model, _, _ = _load_model(args.method, args.checkpoint, args.preset, args.config, args.set,
+                              untrained=args.untrained)
     task = get_task(get_method(args.method).task)
     out = Path(args.out or "runs/predict")
-    results = [task.predict(model, inp, out, fs=args.fps) for inp in args.inputs]
-    for r in results:
-        print(json.dumps(r))
-    return 0
+    stems = [Path(i).stem for i in args.inputs]
+    failed = 0
+    for inp, stem in zip(args.inputs, stems, strict=True):
+        # inputs that share a file name (UBFC: every subject's is vid.avi) get their folder's name too
+        name = f"{Path(inp).resolve().parent.name}_{stem}" if stems.count(stem) > 1 else stem
+        try:
+            result = task.predict(model, inp, out, fs=args.fps, name=name)
+        except (ValueError, OSError) as err:
+            failed += 1
+            result = {"input": inp, "error": str(err)}
+            print(f"error: {err}", file=sys.stderr)
+        print(json.dumps(result), flush=True)
+    return 2 if failed else 0
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -196,6 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="evaluate a method or checkpoint on a dataset split")
     p.add_argument("method")
     p.add_argument("--checkpoint", help="mmtrust checkpoint folder, or an official weights file")
+    p.add_argument("--untrained", action="store_true", help="allow random weights for a trainable method")
     p.add_argument("--data")
     p.add_argument("--split", default="test")
     p.add_argument("--hr", choices=["toolbox", "physmamba"],
@@ -209,7 +256,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("predict", help="run a method on your own files (rPPG: a video or frame folder)")
     p.add_argument("method")
     p.add_argument("inputs", nargs="+")
-    p.add_argument("--checkpoint")
+    p.add_argument("--checkpoint", help="mmtrust checkpoint folder, or an official weights file")
+    p.add_argument("--untrained", action="store_true", help="allow random weights for a trainable method")
     p.add_argument("--fps", type=float, help="frame rate (frame folders; overrides the file's)")
     _add_model_args(p)
     p.add_argument("--out")

@@ -59,7 +59,10 @@ def _coerce(value: Any, typ: Any, key: str) -> Any:
     if origin in (tuple, list):
         args = typing.get_args(typ)
         if isinstance(value, str):
-            value = yaml.safe_load(value if value.startswith(("[", "(")) else f"[{value}]")
+            try:
+                value = yaml.safe_load(value if value.startswith(("[", "(")) else f"[{value}]")
+            except yaml.YAMLError:
+                raise ConfigError(f"{key}: expected a list such as [0.7, 2.5], got {value!r}") from None
         if not isinstance(value, list | tuple):
             raise ConfigError(f"{key}: expected a list, got {value!r}")
         elem = args[0] if args else Any
@@ -153,7 +156,10 @@ def build_config(
         path = Path(yaml_path)
         if not path.is_file():
             raise ConfigError(f"config file not found: {path}")
-        data = yaml.safe_load(path.read_text()) or {}
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{path} is not valid YAML: {err}") from None
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: expected a YAML mapping of config keys, got {type(data).__name__}")
         _apply(cfg, _flatten(data), str(path))

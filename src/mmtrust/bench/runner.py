@@ -82,7 +82,10 @@ def _run_isolated(name: str, preset: str | None, data: str | None, out_dir: Path
             row = queue.get(timeout=1.0)
         except Exception:  # noqa: BLE001 - queue.Empty
             if not proc.is_alive():
-                row = {"method": name, "error": f"worker died with exit code {proc.exitcode}"}
+                try:  # the row may have arrived just as the worker exited
+                    row = queue.get(timeout=2.0)
+                except Exception:  # noqa: BLE001
+                    row = {"method": name, "error": f"worker died with exit code {proc.exitcode}"}
     proc.join()
     return row
 
@@ -116,6 +119,11 @@ def _markdown(rows: list[dict[str, Any]], env: dict[str, Any], plots: list[str])
               "and their epoch is chosen on the validation split. HR metrics are per video (bpm); SNR in dB. "
               "`infer items/s` counts video frames for rPPG. Times are wall-clock on the machine above: compare "
               "them as ratios within one report.", ""]
+    counts = [f"{r['method']}: {r['metrics'].get('n_videos', '?')} test items"
+              + (f", {r['metrics']['n_skipped']} unreadable and skipped" if r["metrics"].get("n_skipped") else "")
+              for r in rows if "error" not in r]
+    if counts:
+        lines += ["Test items per method: " + "; ".join(counts) + ".", ""]
     errors = [r for r in rows if "error" in r]
     if errors:
         lines += ["## Failures", ""] + [f"- `{r['method']}`: {r['error']}" for r in errors] + [""]

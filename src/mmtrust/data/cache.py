@@ -20,6 +20,17 @@ from typing import Any
 __all__ = ["cache_dir", "atomic_path", "atomic_dir", "config_hash"]
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _publishable(path: Path, is_dir: bool) -> None:
+    """mkstemp/mkdtemp create private (0600/0700) entries; give them the permissions a plain write would."""
+    os.chmod(path, (0o777 if is_dir else 0o666) & ~_umask())
+
+
 def cache_dir(*parts: str) -> Path:
     """``$MMTRUST_CACHE/<parts>`` (default ``~/.cache/mmtrust``), created if missing."""
     root = Path(os.environ.get("MMTRUST_CACHE") or Path.home() / ".cache" / "mmtrust")
@@ -48,6 +59,7 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        _publishable(tmp_path, is_dir=False)
         os.replace(tmp_path, target)
     except BaseException:
         tmp_path.unlink(missing_ok=True)
@@ -62,14 +74,20 @@ def atomic_dir(target: str | Path) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
         yield tmp
+        _publishable(tmp, is_dir=True)
         if target.exists():
-            old = target.with_name(f".{target.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
+            # a unique name: two processes finishing the same build at once must not share it
+            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", dir=target.parent))
             os.replace(target, old)
             os.replace(tmp, target)
             shutil.rmtree(old, ignore_errors=True)
         else:
-            os.replace(tmp, target)
+            try:
+                os.replace(tmp, target)
+            except OSError:
+                if not target.is_dir():  # anything but "another process just published it" is an error
+                    raise
+                shutil.rmtree(tmp, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -19,7 +19,9 @@ Shapes: frames uint8 ``(T, H, W, 3)`` RGB in, crops uint8 ``(T, size, size, 3)``
 
 from __future__ import annotations
 
+import itertools
 import warnings
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -151,3 +153,36 @@ def crop_face_video(frames: np.ndarray, size: int = 72, box_coef: float = 1.5, d
             else:
                 cv2.resize(roi, (size, size), dst=out[t], interpolation=cv2.INTER_AREA)
     return out, info
+
+
+def crop_face_stream(frames: Iterable[np.ndarray], size: int = 72, box_coef: float = 1.5,
+                     detector: HaarFaceDetector | None = None,
+                     video_id: str | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+    """Like :func:`crop_face_video` with detection on the first frame, but frame by frame.
+
+    Only the small crops are kept, so a long high-resolution video never has to fit in memory.
+    Returns ``(crops uint8 (T, size, size, 3), info)``.
+    """
+    import cv2
+
+    it = iter(frames)
+    first = next(it, None)
+    if first is None:
+        raise ValueError(f"cannot crop an empty video (0 frames){f': {video_id}' if video_id else ''}")
+    detector = detector or HaarFaceDetector()
+    found = detector.detect(first)
+    if found is None:
+        warnings.warn(f"no face found in {f'video {video_id!r}' if video_id else 'video'}: cropping the centre "
+                      f"square of the whole frame instead", stacklevel=2)
+        box = centre_square(first.shape)
+    else:
+        box = enlarge_box(found, box_coef, first.shape)
+    x, y, w, h = box
+    crops = []
+    for frame in itertools.chain([first], it):
+        if frame.shape != first.shape:
+            raise ValueError(f"frame size changed from {first.shape} to {frame.shape} inside the video")
+        crops.append(cv2.resize(frame[y:y + h, x:x + w], (size, size), interpolation=cv2.INTER_AREA))
+    info = {"face_found": found is not None, "boxes": [(0, box)], "n_detections": 1,
+            "n_missed": int(found is None)}
+    return np.stack(crops), info

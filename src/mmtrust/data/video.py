@@ -202,6 +202,27 @@ def read_video(path: str | Path, *, fps: float | None = None, allow_partial: boo
     return VideoClip(frames.array(), float(fps or file_fps or _DEFAULT_FPS), path, truncated)
 
 
+def probe_fps(path: str | Path) -> float | None:
+    """The frame rate a video file declares (``None`` for frame folders or when it declares none)."""
+    path = Path(path)
+    if path.is_dir():
+        return None
+    try:
+        import av
+
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            return _valid_fps(stream.average_rate) or _valid_fps(stream.base_rate)
+    except Exception:  # noqa: BLE001 - fall back to OpenCV, then give up quietly (callers decide)
+        import cv2
+
+        cap = cv2.VideoCapture(str(path))
+        try:
+            return _valid_fps(cap.get(cv2.CAP_PROP_FPS)) if cap.isOpened() else None
+        finally:
+            cap.release()
+
+
 def iter_frames(path: str | Path) -> Iterator[np.ndarray]:
     """Yield uint8 ``(H, W, 3)`` RGB frames one by one (constant memory); raises :class:`VideoReadError`."""
     import av

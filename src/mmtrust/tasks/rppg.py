@@ -9,7 +9,9 @@ DiffNormalized signals), so numbers from all methods are comparable. Metrics are
 
 from __future__ import annotations
 
+import shutil
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from ..data.cache import atomic_path
 from ..data.rppg_datasets import RPPGVideo
 from ..data.transforms import diff_normalize_label, diff_normalize_video, standardize_label, standardize_video
 from ..engine.module import TaskModule
@@ -136,6 +139,8 @@ class RPPGTask:
     # ------------------------------------------------------------------ data
     def load_data(self, data: str, split: str, image_size: int, progress: bool = True, **kw: Any):
         """``data`` is a registered dataset name, ``name:PATH``, or a PATH whose layout is detected."""
+        if isinstance(split, str) and split not in ("train", "val", "test", "all"):
+            raise ValueError(f"unknown split {split!r}; expected train, val, test or all")
         name, _, root = data.partition(":") if ":" in data and not Path(data).exists() else ("", "", data)
         if name:
             return get_dataset(name).factory(root=root, split=split, image_size=image_size, progress=progress, **kw)
@@ -210,17 +215,39 @@ class RPPGTask:
 
     # ------------------------------------------------------------------ predict on a user's file
     def predict(self, model: torch.nn.Module, input_path: str | Path, out_dir: str | Path, fs: float | None = None,
-                hr_config: HRConfig | None = None) -> dict[str, Any]:
-        from ..data.face import crop_face_video
-        from ..data.video import read_video
+                hr_config: HRConfig | None = None, name: str | None = None) -> dict[str, Any]:
+        """Heart rate of one video file or frame folder; writes ``NAME_pulse.png`` and ``NAME_pulse.csv``.
+
+        Frames are decoded and cropped one at a time (only the face crops are kept in memory).
+        """
+        from ..data.face import crop_face_stream
+        from ..data.video import iter_frames, probe_fps
         from .plots import plot_pulse
 
         hr_config = hr_config or HRConfig()
-        clip = read_video(input_path, fps=fs)
-        fps = float(fs or clip.fps or 30.0)
-        crops, info = crop_face_video(clip.frames, size=model.image_size)
-        video = RPPGVideo(id=Path(input_path).stem, subject="", frames=crops,
-                          ppg=np.zeros(len(crops), np.float32), fs=fps, meta=info)
+        path = Path(input_path)
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: no such video file or frame folder")
+        if fs:
+            fps, fps_source = float(fs), "--fps"
+        else:
+            declared = probe_fps(path)
+            fps, fps_source = (declared, "file") if declared else (30.0, "assumed")
+            if not declared:
+                warnings.warn(f"{path}: no frame rate known ({'a frame folder' if path.is_dir() else 'none declared'})"
+                              f"; assuming 30 fps - pass --fps, the heart rate scales with it", stacklevel=2)
+        if fps / 2 <= hr_config.band[1]:
+            raise ValueError(f"{path}: {fps:g} fps is too low for the heart-rate band up to {hr_config.band[1]:g} Hz "
+                             f"({hr_config.band[1] * 60:.0f} bpm); it needs more than {2 * hr_config.band[1]:g} fps")
+        name = name or path.stem
+        crops, info = crop_face_stream(iter_frames(path), size=model.image_size, video_id=str(path))
+        duration = len(crops) / fps
+        resolution = 60.0 * fps / (1 << (len(crops) - 1).bit_length())
+        if duration < 10:
+            warnings.warn(f"{path}: only {duration:.1f} s of video; the spectrum resolves the heart rate to about "
+                          f"{resolution:.1f} bpm (10 s or more is advised)", stacklevel=2)
+        video = RPPGVideo(id=name, subject="", frames=crops, ppg=np.zeros(len(crops), np.float32), fs=fps,
+                          meta=info)
         pred, _ = run_on_video(model, video)
         diff = model.output_type == "diffnormalized"
         hr = estimate_hr(pred, fps, diff=diff, config=hr_config)
@@ -228,10 +255,12 @@ class RPPGTask:
         freqs, power = power_spectrum(filtered, fps)
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
-        png = out_dir / f"{video.id}_pulse.png"
-        plot_pulse(png, filtered, fps, freqs, power, hr, title=f"{video.id}: {hr:.1f} bpm")
-        np.savetxt(out_dir / f"{video.id}_pulse.csv", filtered, fmt="%.6f")
-        return {"input": str(input_path), "hr_bpm": hr, "fps": fps, "frames": int(len(crops)),
+        png = out_dir / f"{name}_pulse.png"
+        plot_pulse(png, filtered, fps, freqs, power, hr, title=f"{name}: {hr:.1f} bpm")
+        with atomic_path(out_dir / f"{name}_pulse.csv") as tmp:
+            np.savetxt(tmp, filtered, fmt="%.6f")
+        return {"input": str(input_path), "hr_bpm": hr, "fps": fps, "fps_source": fps_source,
+                "frames": int(len(crops)), "duration_s": round(duration, 2), "hr_resolution_bpm": round(resolution, 2),
                 "face_found": bool(info.get("face_found", True)), "plot": str(png)}
 
     # ------------------------------------------------------------------ benchmark
@@ -245,7 +274,9 @@ class RPPGTask:
         model = entry.model_cls(cfg)
         train_s = 0.0
         if entry.trainable:
-            res = self.train(model, cfg, data, out_dir / "train" / entry.name, progress=False)
+            scratch = out_dir / "train" / entry.name  # the benchmark's own scratch run, redone each time
+            shutil.rmtree(scratch, ignore_errors=True)
+            res = self.train(model, cfg, data, scratch, progress=False)
             train_s = res.train_seconds
         test = self.load_data(data, "test", model.image_size, progress=False)
         t0 = time.perf_counter()
