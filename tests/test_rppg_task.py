@@ -81,3 +81,14 @@ def test_too_short_video_for_a_chunk_is_explained():
     model = mmtrust.create_method("physnet", preset="tiny")
     with pytest.raises(ValueError, match="short has 10 frames, fewer than the model's chunk of 32"):
         run_on_video(model, v)
+
+
+def test_dataset_options_in_the_data_string(tmp_path):
+    task = RPPGTask()
+    ds = task.load_data(f"synthetic-rppg:{tmp_path / 'd'}?preset=tiny&domain=still&n_subjects=3", "all", 32,
+                        progress=False)
+    assert len(ds) == 3 and ds[0].frames.shape[1:] == (32, 32, 3)
+    with pytest.raises(ValueError, match="must be key=value"):
+        task.load_data("synthetic-rppg?preset", "all", 32)
+    with pytest.raises(ValueError, match="unknown split 'tset'"):
+        task.load_data("synthetic-rppg", "tset", 32)

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import yaml
 from torch.utils.data import DataLoader, Dataset
 
 from ..data.cache import atomic_path
@@ -138,14 +139,27 @@ class RPPGTask:
 
     # ------------------------------------------------------------------ data
     def load_data(self, data: str, split: str, image_size: int, progress: bool = True, **kw: Any):
-        """``data`` is a registered dataset name, ``name:PATH``, or a PATH whose layout is detected."""
+        """``data`` is a registered dataset name, ``name:PATH``, or a PATH whose layout is detected.
+
+        Options for the dataset factory may follow a ``?``: ``synthetic-rppg?domain=dim-motion&preset=default``.
+        """
         if isinstance(split, str) and split not in ("train", "val", "test", "all"):
             raise ValueError(f"unknown split {split!r}; expected train, val, test or all")
+        data, _, query = data.partition("?")
+        for pair in filter(None, query.split("&")):
+            key, eq, value = pair.partition("=")
+            if not eq:
+                raise ValueError(f"dataset option {pair!r} must be key=value (in {data}?{query})")
+            kw[key] = yaml.safe_load(value)
         name, _, root = data.partition(":") if ":" in data and not Path(data).exists() else ("", "", data)
+        if not name and data in list_datasets("rppg"):
+            name, root = data, None
         if name:
-            return get_dataset(name).factory(root=root, split=split, image_size=image_size, progress=progress, **kw)
-        if data in list_datasets("rppg"):
-            return get_dataset(data).factory(split=split, image_size=image_size, progress=progress, **kw)
+            try:
+                return get_dataset(name).factory(root=root, split=split, image_size=image_size, progress=progress,
+                                                 **kw)
+            except TypeError as err:  # an unknown option
+                raise ValueError(f"dataset {name!r}: {err}") from err
         path = Path(data)
         if not path.exists():
             raise FileNotFoundError(
