@@ -1,4 +1,5 @@
-"""The built-in ``synthetic-rppg`` dataset: layout, determinism, a real pulse in the pixels, caching."""
+"""The built-in ``synthetic-rppg`` dataset: layout, determinism, a real pulse in the pixels, per-subject
+conditions, caching."""
 
 from __future__ import annotations
 
@@ -59,6 +60,16 @@ def still_root(tmp_path_factory) -> Path:
     return sr.build_synthetic_rppg(cfg, root=tmp_path_factory.mktemp("srppg") / "still", progress=False)
 
 
+@pytest.fixture(scope="module")
+def clean_root(tmp_path_factory) -> Path:
+    cfg = sr.make_config("tiny", domain="clean")
+    return sr.build_synthetic_rppg(cfg, root=tmp_path_factory.mktemp("srppg") / "clean", progress=False)
+
+
+def _conditions(root: Path) -> list[dict]:
+    return [json.loads((sub / "meta.json").read_text())["conditions"] for sub in _subjects(root)]
+
+
 def test_presets_and_domains_are_valid() -> None:
     for name in sr.PRESETS:
         sr.SyntheticRPPGConfig.preset(name).validate()
@@ -72,6 +83,18 @@ def test_presets_and_domains_are_valid() -> None:
         sr.make_config("tiny", colour="blue")
     with pytest.raises(ValueError, match="skin_tone"):
         sr.make_config("tiny", skin_tone=9)
+    with pytest.raises(ValueError, match="variation"):
+        sr.make_config("tiny", variation=1.5)
+    with pytest.raises(ValueError, match="shading"):
+        sr.make_config("tiny", shading=2.0)
+    # the realistic presets spread the subjects' conditions; the controlled domains do not
+    assert sr.make_config("default").variation == sr.make_config("quick").variation == 1.0
+    for dom in ("clean", "still", "bright-still"):
+        assert sr.make_config("quick", dom).variation == 0.0
+    clean = sr.make_config("quick", "clean")
+    assert clean.motion == 0.0 and clean.illumination_events == 0.0 and clean.illumination_drift <= 0.01
+    quick = sr.make_config("quick")
+    assert int(quick.n_subjects * 0.2) >= 5  # the test split (subject fractions 0.8-1.0) has >= 5 videos
 
 
 def test_layout_is_ubfc_like(tiny_root: Path) -> None:
@@ -113,6 +136,67 @@ def test_pulse_is_in_the_pixels(still_root: Path) -> None:
         clip = read_video(sub / meta["video"])
         errors[sub.name] = abs(_pos_like_hr(clip.frames, clip.fps) - meta["hr_bpm"])
     assert max(errors.values()) <= 3.0, errors
+
+
+# condition -> config field it is drawn around
+_SPREAD = {"pulse_amplitude": "pulse_amplitude", "motion": "motion", "camera_noise_std": "camera_noise_std",
+           "brightness": "brightness", "illumination_drift": "illumination_drift", "specular": "specular",
+           "illumination_events": "illumination_events", "shading": "shading"}
+
+
+def test_conditions_vary_per_subject(tiny_root: Path) -> None:
+    cfg = sr.SyntheticRPPGConfig.preset("tiny")
+    assert cfg.variation == 1.0
+    conds = _conditions(tiny_root)
+    for key in (*_SPREAD, "light_azimuth_deg", "blinks_per_min", "talking_fraction"):
+        values = [c[key] for c in conds]
+        assert len(set(values)) == len(values), (key, values)  # every subject draws its own
+    for c in conds:
+        assert 0.3 * cfg.pulse_amplitude <= c["pulse_amplitude"] <= 3 * cfg.pulse_amplitude
+        assert 0.0 < c["motion"] and c["head_motion_peak"]["yaw_deg"] > 0.0
+        assert len(c["light_rgb"]) == 3 and len(c["screen_rgb"]) == 3
+    # the pulse amplitude recorded at the top level is the subject's own
+    metas = [json.loads((s / "meta.json").read_text()) for s in _subjects(tiny_root)]
+    assert [m["pulse_amplitude"] for m in metas] == [c["pulse_amplitude"] for c in conds]
+
+
+def test_conditions_identical_without_variation(still_root: Path, tmp_path: Path) -> None:
+    cfg = sr.make_config("tiny", domain="still")
+    for c in _conditions(still_root):
+        for key, field in _SPREAD.items():
+            assert c[key] == pytest.approx(getattr(cfg, field), rel=1e-4), key
+        assert c["light_rgb"] == list(cfg.light_rgb)
+        assert c["light_azimuth_deg"] == 30.0 and c["light_elevation_deg"] == 25.0
+        assert all(v == 0.0 for v in c["head_motion_peak"].values())  # motion = 0: a still subject
+    # variation = 0 with motion: still every subject alike (only the timing of events is random)
+    moving = sr.build_synthetic_rppg(sr.make_config("tiny", **SMALL, variation=0.0), root=tmp_path / "m",
+                                     progress=False)
+    conds = _conditions(moving)
+    drop = ("head_motion_peak", "light_peak_to_peak", "skin_tone_fitzpatrick")
+    assert len({json.dumps({k: v for k, v in c.items() if k not in drop}, sort_keys=True) for c in conds}) == 1
+    assert conds[0]["motion"] == sr.make_config("tiny").motion
+    assert all(c["head_motion_peak"]["yaw_deg"] > 0 for c in conds)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("mmtrust.data.rppg_datasets") is None,
+                    reason="mmtrust.data.rppg_datasets (the UBFC-rPPG loader) is not available yet")
+def test_pos_recovers_hr_on_clean_clips(clean_root: Path, tmp_path: Path) -> None:
+    """POS / CHROM through the real evaluation path (Haar crop x1.5, 72 px) on every clean clip.
+
+    A 10 s clip gives 3.5 bpm periodogram bins, so the check reads the peak from a finely padded FFT:
+    what is tested is the signal, not the bin grid."""
+    from mmtrust import create_method, load_dataset
+    from mmtrust.methods.rppg.postprocess import HRConfig
+    from mmtrust.tasks.rppg import RPPGTask
+
+    ds = load_dataset("synthetic-rppg", root=str(clean_root), split="all", preset="tiny", domain="clean",
+                      cache_dir=tmp_path / "prep", progress=False)
+    assert len(ds) == sr.SyntheticRPPGConfig.preset("tiny").n_subjects
+    for name in ("pos", "chrom"):
+        metrics, per_video = RPPGTask().evaluate(create_method(name), ds, hr_config=HRConfig(fft_pad_to=8192))
+        errors = {r.id: round(abs(r.hr_pred - r.hr_gt), 2) for r in per_video}
+        assert max(errors.values()) <= 3.0, (name, errors)
+        assert metrics["MAE"] <= 3.0
 
 
 def test_haar_finds_face_on_first_frame(tiny_root: Path) -> None:

@@ -9,7 +9,8 @@ reads built-in and real data::
     ROOT/DONE.json                      completion marker: generator version + config (written last)
     ROOT/subject<N>/vid.avi             the video (``vid.mp4`` when codec="libx264": see below)
     ROOT/subject<N>/ground_truth.txt    3 rows (np.savetxt): PPG per frame, HR (bpm) per frame, time (s)
-    ROOT/subject<N>/meta.json           true HR, face source, domain parameters, seed
+    ROOT/subject<N>/meta.json           true HR, face source, domain parameters, the subject's drawn
+                                        conditions (``conditions``), seed
 
 Faces
 -----
@@ -25,14 +26,20 @@ Faces
   (:class:`mmtrust.data.face.HaarFaceDetector`); a face that is not found is skipped for the next one in
   the pool (the pool cycles, mirrored, if it runs out).
 
-Skin reflection model (Wang, den Brinker, Stuijk, de Haan, "Algorithmic principles of remote PPG",
-IEEE TBME 64(7), 2017, eqs. 1-4 -- the model behind POS)
+Image formation (Wang, den Brinker, Stuijk, de Haan, "Algorithmic principles of remote PPG", IEEE TBME
+64(7), 2017, eqs. 1-4 -- the model behind POS -- extended with the motion and lighting it describes)
 ------------------------------------------------------------------------------------------------------
-For every pixel of colour channel c at frame t::
+Wang et al. write a skin pixel as ``C(t) = I(t) (v_s(t) + v_d(t)) + v_n(t)`` with the light intensity
+``I(t) = I_0 (1 + Psi(m(t), p(t)))`` *including the intensity changes caused by motion* ``m(t)``, a
+specular part ``v_s(t) = u_s (s_0 + Phi(m(t), p(t)))`` that also varies with motion, and a diffuse part
+``v_d(t) = u_d d_0 + u_p p(t)`` that carries the pulse. Here, for channel c of pixel x at frame t::
 
-    C_c(t) = I(t) * l_c * ( a_c * (1 + m * A * (pbv_c / pbv_G) * p(t) / ptp(p))    # diffuse + pulse
-                           + S(t) * h )                                           # specular (light colour)
-             + n_c(t)                                                             # camera noise
+    F_c(x, t) = Lam(x, t) * a'_c(x, t) * (1 + m(x) * A * (pbv_c / pbv_G) * p(t) / ptp(p))   # diffuse + pulse
+                + S(t) * h(x)                                                              # specular
+    C_c(x, t) = E_c(t) * [ W_t(alpha F_c)(x) + (1 - W_t(alpha)(x)) * b_c(x) ] + n_c(x, t)  # scene + noise
+
+Each subject draws its own conditions around the config values (``variation``, below); the
+symbols marked (*) are such draws, recorded in ``meta.json["conditions"]``.
 
 * ``a_c`` -- the diffuse albedo (DC skin colour) of the face photo, optionally re-toned (``skin_tone``).
 * ``m`` -- a soft skin mask (YCrCb skin segmentation of the face region -- Cr in [133,173], Cb in
@@ -47,30 +54,78 @@ For every pixel of colour channel c at frame t::
   amplitude per RGB channel; de Haan & van Leest, "Improved motion robustness of remote-PPG by using the
   blood volume pulse signature", Physiol. Meas. 2014; Wang et al. 2017, sec. II). The pulse is
   multiplicative: its amplitude scales with each pixel's DC level, as in the model's ``u_p * p(t)`` term.
-  ``A = pulse_amplitude`` is the peak-to-peak AC/DC of the green channel (~0.5-1.5 % in real rPPG),
-  jittered x[0.8, 1.2] per subject. It is independent of skin tone (Beer-Lambert: epidermal melanin
-  attenuates DC and AC alike), so darker skin gives a smaller *absolute* pulse, closer to the
-  quantisation and noise floor and relatively weaker against specular light -- the mechanism behind the
-  lower SNR on dark skin reported in the rPPG literature.
-* ``I(t) = brightness * (1 + illumination_drift * d(t) + flicker * sin(2 pi f_flicker t))`` -- intensity
-  of the light (``I_0 (1 + Psi(m(t)))`` in the paper): ``d(t)`` a slow band-limited drift (< 0.12 Hz) in
-  [-1, 1]; the flicker defaults to 10 Hz (100 Hz mains aliased at 30 fps).
-  ``l_c = light_rgb`` is the colour of the light.
-* ``S(t) * h`` -- specular reflection: a highlight map ``h`` (forehead, nose and cheeks, on skin)
-  times ``S(t) = specular * (1 + 0.5 * motion signal)`` -- it varies with head motion (``Phi(m(t), p(t))``
-  in the paper; the small pulsatile part of the specular term is left out). It has the colour of the light.
-* Head motion: every frame is ``cv2.warpAffine``-ed (rotation + scale about the face centre, plus a
-  translation). Each of the four parameters is a sum of a slow drift (band-limited sinusoids < 0.12 Hz)
-  and a sway (0.12-0.3 Hz, so that even its second harmonic stays below the 0.7 Hz HR band), scaled so
-  that ``|translation| <= motion`` px, ``|rotation| <= motion`` degrees and ``|scale - 1| <= 1 % * motion``.
-  The whole canvas moves (the background with the head): a simplification.
-* ``n_c(t)`` -- Gaussian camera noise of ``camera_noise_std`` 8-bit levels; the frame is then rounded to
-  uint8 and encoded: ``ffv1`` (lossless, default) or ``libx264`` with ``crf`` (lossy, as real datasets
-  and streaming are). ``write_video`` does not put H.264 in AVI, so libx264 datasets hold ``vid.mp4``.
-  H.264 removes the sub-level pulse quickly (cf. McDuff et al., "The impact of video compression on
-  remote cardiac pulse measurement", CVPRW 2017): on the tiny preset a plain POS-like estimate still
-  finds the HR in most clips at crf 8 (domain ``"compressed"``) and in almost none at the x264 default
-  crf 23 (domain ``"heavy-compression"``).
+  ``A`` (*) is the peak-to-peak AC/DC of the green channel: ``pulse_amplitude`` (0.6 %) spread
+  log-uniformly over x[1/2, 2], i.e. 0.3-1.2 % as in real rPPG. It is independent of skin tone
+  (Beer-Lambert: epidermal melanin attenuates DC and AC alike), so darker skin gives a smaller *absolute*
+  pulse, closer to the quantisation and noise floor and relatively weaker against specular light -- the
+  mechanism behind the lower SNR on dark skin reported in the rPPG literature.
+* Skin tone (*): grey LFW crops are colourised with a Fitzpatrick type drawn in [1.5, 5] (``variation``
+  0) widened to [1, 6] (``variation`` 1); a fixed ``skin_tone`` is jittered by +-0.5 x variation.
+* ``Lam(x, t)`` -- **motion-induced shading** (Wang's ``Psi(m(t))``): the head is an ellipsoid over the
+  face box with surface normals ``n(x)``; a key light from azimuth/elevation (*) (default 30 deg to the
+  side, 25 deg up; drawn in +-(5-55) deg, 10-40 deg) gives Lambertian irradiance
+  ``D = (1 - k) + k max(0, n . R(t)^T L)`` with ``k = shading`` (*) the directional fraction of the light
+  (the rest ambient) and ``R(t)`` the head's yaw and pitch. ``Lam = D(t) / D(0)`` on the head (soft
+  mask), 1 elsewhere: turning or nodding makes the face brighter or darker, by up to several % for a few
+  degrees -- a change of *intensity* (all channels alike, so POS's projection orthogonal to [1,1,1] and
+  CHROM's alpha-tuned chrominance remove most of it, while GREEN sees it whole). It does not cancel
+  completely because the ROI also holds non-shaded background of another colour.
+* ``a'_c`` -- **non-rigid facial motion**: blinks (``blinks_per_min`` (*), 9-24 per min, intervals
+  0.3-1.7x the mean, eyes closed for 0.15-0.35 s; resting blink rate ~17/min, Bentivoglio et al., Mov.
+  Disord. 1997) slide the eyelid (the mean skin colour) over the eyes, and talking (bouts covering
+  ``talking_fraction`` (*) of the time, 0-40 %) opens the mouth at the syllable rate (band-limited
+  1-5 Hz) and blends in the dark oral cavity. Both change the *colour* of part of the ROI, which no skin
+  projection removes: the main reason whole-face methods fail on talking subjects.
+* ``S(t) * h`` -- specular reflection (Wang's ``Phi(m(t))``): a highlight map ``h`` (forehead, nose and
+  cheeks, on skin) times ``S(t) = specular (*) * (1 + 4 (yaw h_x - pitch h_y))`` -- the lobe around the
+  half-vector ``h`` between light and camera, linearised around the frontal pose (about +-35 % for 5 deg);
+  the small pulsatile part of the specular term is left out. It has the colour of the light.
+* ``W_t`` -- **rigid head motion** (``cv2.warpAffine``: in-plane rotation + scale about the face centre and
+  a translation) applied to the *head layer* only: the head (matte ``alpha``: the pasted LFW crop, or an
+  ellipse over face and hair in the photos) moves over a static backdrop ``b`` (the LFW wall; the photo
+  with the head inpainted away, Telea), so a fixed face crop sees skin, hair and background mix as in
+  real video. Six axes -- tx, ty (px), roll, yaw, pitch (deg), scale (%) -- each a slow drift (< 0.12 Hz)
+  plus a sway (0.12-0.3 Hz) of about ``motion`` (*) (x[1/2.5, 2.5]) px or degrees, plus **non-periodic
+  events** (Poisson, ``motion_events`` (*) per s): nods (pitch bumps, sometimes double), turns (yaw
+  held 0-3 s), tilts (roll) and posture shifts (translation steps), with 0.3-1.2 s raised-cosine edges,
+  and a band-limited 0.5-2.5 Hz head bob while talking. These put motion energy at 0.3-2 Hz, inside the
+  heart-rate band, as real subjects do. Yaw and pitch also move the face in the image (lever arm 0.7 face
+  widths about the neck). ``motion = 0`` is a still subject: no head motion, blinks or talking.
+* ``E_c(t)`` -- **irradiance per channel** (Wang's ``I(t)``, with colour)::
+
+      E(t) = brightness (*) * ( light_rgb (*) * (1 + drift d(t) + key events(t) + flicker sin(2 pi f t))
+                                + screen_rgb (*) * screen events(t) )
+
+  ``d(t)`` a slow band-limited drift (< 0.12 Hz) in [-1, 1] of size ``illumination_drift`` (*); the
+  light colour (*) shifts warmer/cooler by up to ~+-500 K (variation 1). **Illumination events**
+  (Poisson, ``illumination_event_rate`` (*) per s, size ``illumination_events`` (*)): passing shadows
+  (dips of the key light, 0.15-1 s edges), steps/plateaus of the key light (a lamp, a cloud, the camera's
+  auto-exposure) and of a second, bluish source (a screen with changing content, a window), 0.3-2 s
+  edges, held 1-10 s or to the end. Their edges put energy into the HR band; the bluish ones also change
+  the colour of the light, which POS/CHROM only partly cancel (cf. Li et al., "Remote heart rate
+  measurement from face videos under realistic situations", CVPR 2014: illumination changes and motion
+  are the two main sources of error). ``flicker`` defaults to 10 Hz (100 Hz mains aliased at 30 fps).
+* ``n_c(t)`` -- Gaussian camera noise of ``camera_noise_std`` (*) (x[1/1.6, 1.6]) 8-bit levels; the frame
+  is then rounded to uint8 and encoded: ``ffv1`` (lossless, default) or ``libx264`` with ``crf`` (lossy, as
+  real datasets and streaming are). ``write_video`` does not put H.264 in AVI, so libx264 datasets hold
+  ``vid.mp4``. H.264 removes the sub-level pulse quickly (cf. McDuff et al., "The impact of video
+  compression on remote cardiac pulse measurement", CVPRW 2017), the chrominance first (4:2:0, coarser
+  chroma quantisation): measured on 10 still tiny clips (variation 0), at crf 8 (domain
+  ``"compressed"``) GREEN still finds the HR (MAE 0.4 bpm) while POS and CHROM mostly fail (MAE ~17-19);
+  at the x264 default crf 23 (domain ``"heavy-compression"``) all three fail.
+
+``variation`` (0..1) scales the spread of every per-subject draw: 0 = every subject uses the config values
+exactly (only the random timing of events and the face differ), 1 = a realistic spread. The realistic
+presets use 1; the controlled domains ``clean``, ``still`` and ``bright-still`` use 0 (and no light
+events). Not modelled: heart-rate variability (the PPG has a constant rate), non-rigid motion other than
+blinks and the mouth, auto white balance, rolling shutter, and the background does not receive the
+head's shadow.
+
+What the effects do to the classical methods (generator version 2, ``"quick"`` preset, 35 subjects,
+seeds 0-3, MAE in bpm over all subjects): POS 3.0-4.5, CHROM 1.6-5.3, LGI 0.8-2.8, ICA 5.7-8.9, GREEN
+13-18, PBV 19-24 -- the same ordering as on real data (rPPG-Toolbox, Liu et al. 2023, on UBFC-rPPG:
+about 4 bpm for POS and CHROM, about 20 for GREEN). The ``clean`` domain keeps POS and CHROM within a
+bpm of the true HR (tested).
 
 The ground-truth HR row is constant at the subject's true HR (``meta.json["hr_bpm"]``), drawn uniformly
 in ``hr_range_bpm``. Everything is determined by the config (seed included): the same config gives
@@ -81,9 +136,11 @@ Caching: :func:`build_synthetic_rppg` writes into ``cache_dir("synthetic-rppg", 
 (version + config) and is reused as it is; a failed build leaves nothing behind and never touches an
 existing good dataset. Bump :data:`GENERATOR_VERSION` whenever the output would change.
 
-Presets (:meth:`SyntheticRPPGConfig.preset`): ``"default"`` (20 subjects x 20 s, 128 px), ``"quick"``
-(the demo: 10 subjects x 20 s, 96 px), ``"tiny"`` (the tests: 5 subjects x 10 s, 80 px). Named domains
-(:data:`DOMAINS`) are sets of overrides for domain-shift / domain-adaptation experiments.
+Presets (:meth:`SyntheticRPPGConfig.preset`): ``"default"`` (40 subjects x 30 s, 128 px, ~1 min to build
+on 2 CPU cores), ``"quick"`` (the demo and benchmark: 35 subjects x 20 s, 96 px, 7 in the test split,
+~20 s), ``"tiny"`` (the tests: 5 subjects x 10 s, 80 px, ~1.5 s). Named domains (:data:`DOMAINS`) are
+sets of overrides for domain-shift / domain-adaptation experiments; ``"clean"`` (still subject, steady
+light, no spread) is the sanity check that a method recovers the HR at all.
 """
 
 from __future__ import annotations
@@ -115,7 +172,7 @@ __all__ = [
 ]
 
 #: bump whenever the generated data would change (it is part of the cache key)
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 
 #: normalised blood-volume-pulse signature (relative pulsatile amplitude of R, G, B)
 PBV_SIGNATURE = (0.33, 0.77, 0.53)
@@ -140,32 +197,48 @@ _DONE = "DONE.json"
 class SyntheticRPPGConfig:
     """Settings of the generator (the defaults are the ``"default"`` preset)."""
 
-    n_subjects: int = 20
-    duration_s: float = 20.0
+    n_subjects: int = 40
+    duration_s: float = 30.0
     fps: float = 30.0
     #: side of the square frame; the face box is ~46 % of it
     frame_size: int = 128
     hr_range_bpm: tuple[float, float] = (55.0, 120.0)
-    #: None: the photo's own tone (grey LFW crops: a Fitzpatrick type in [1.5, 5] per subject);
-    #: a number: Fitzpatrick type 1 (lightest) .. 6 (darkest) for every subject; "mixed": uniform in [1, 6]
+    #: None: the photo's own tone (grey LFW crops: a Fitzpatrick type in [1.5, 5] per subject, widened to
+    #: [1, 6] by ``variation``); a number: Fitzpatrick type 1 (lightest) .. 6 (darkest) for every subject
+    #: (+-0.5 x variation); "mixed": uniform in [1, 6]
     skin_tone: float | str | None = None
-    #: peak-to-peak AC/DC of the green channel on skin (real rPPG: ~0.005-0.015)
-    pulse_amplitude: float = 0.01
-    #: head motion: peak translation (px) = peak rotation (deg) = 100 x peak relative scale change; 0 = still
-    motion: float = 1.0
+    #: peak-to-peak AC/DC of the green channel on skin (real rPPG: ~0.003-0.012)
+    pulse_amplitude: float = 0.006
+    #: head motion scale: typical peak translation (px) = rotation (deg, in-plane and out-of-plane) =
+    #: 100 x relative scale change, of the slow drift/sway and of each nod/turn; 0 = still
+    motion: float = 2.0
+    #: mean number of head-motion events (nods, turns, posture shifts) per second; talking bouts take
+    #: about the same share of time. Only with ``motion > 0``
+    motion_events: float = 0.15
+    #: strength of the motion-induced shading: fraction of the light that comes from the directional
+    #: key light (the rest is ambient); it sets how much the face's irradiance changes when it turns
+    shading: float = 0.6
     #: global light level (1 = the photo's own exposure)
     brightness: float = 1.0
     #: peak relative slow intensity drift
     illumination_drift: float = 0.03
+    #: typical relative size of the non-periodic light changes (passing shadows, a screen's content,
+    #: a lamp switched): smooth steps and dips of 0.3-2 s edges; 0 = none
+    illumination_events: float = 0.02
+    #: mean number of illumination events per second
+    illumination_event_rate: float = 0.05
     #: relative amplitude of a sinusoidal flicker at ``flicker_hz`` (0 = none)
     flicker: float = 0.0
     flicker_hz: float = 10.0
-    #: colour of the light (multiplies R, G, B)
+    #: colour of the (key) light (multiplies R, G, B)
     light_rgb: tuple[float, float, float] = (1.0, 1.0, 1.0)
     #: strength of the specular highlight (fraction of full scale at its peak)
     specular: float = 0.04
     #: std of the Gaussian camera noise in 8-bit levels
     camera_noise_std: float = 1.5
+    #: spread of the per-subject conditions: 0 = every subject uses the values above exactly; 1 = each
+    #: subject draws its own pulse amplitude, motion, light, noise, ... around them (realistic spread)
+    variation: float = 1.0
     #: "ffv1" (lossless, vid.avi) | "libx264" (lossy, vid.mp4) | "mjpeg" (lossy, vid.avi)
     codec: str = "ffv1"
     #: libx264 constant rate factor (None: encoder default 23)
@@ -213,10 +286,15 @@ class SyntheticRPPGConfig:
             raise ValueError(f"codec must be 'ffv1', 'libx264' or 'mjpeg', got {self.codec!r}")
         if self.crf is not None and self.codec != "libx264":
             raise ValueError("crf applies to codec='libx264' only")
-        for name in ("pulse_amplitude", "motion", "brightness", "illumination_drift", "flicker", "specular",
-                     "camera_noise_std"):
+        for name in ("pulse_amplitude", "motion", "motion_events", "shading", "brightness", "illumination_drift",
+                     "illumination_events", "illumination_event_rate", "flicker", "specular", "camera_noise_std",
+                     "variation"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.shading > 1.0:
+            raise ValueError(f"shading is a fraction of the light and must lie in [0, 1], got {self.shading}")
+        if self.variation > 1.0:
+            raise ValueError(f"variation must lie in [0, 1], got {self.variation}")
         if len(self.light_rgb) != 3 or min(self.light_rgb) < 0:
             raise ValueError(f"light_rgb must be 3 non-negative numbers, got {self.light_rgb}")
 
@@ -228,15 +306,18 @@ class SyntheticRPPGConfig:
 #: named presets: overrides of :class:`SyntheticRPPGConfig`
 PRESETS: dict[str, dict[str, Any]] = {
     "default": {},
-    "quick": {"n_subjects": 10, "duration_s": 20.0, "frame_size": 96},
+    "quick": {"n_subjects": 35, "duration_s": 20.0, "frame_size": 96},
     "tiny": {"n_subjects": 5, "duration_s": 10.0, "frame_size": 80},
 }
 
+_STEADY = {"variation": 0.0, "illumination_events": 0.0}  # every subject alike, no light events
+
 #: named domains (overrides applied on top of a preset), for domain-shift and adaptation experiments
 DOMAINS: dict[str, dict[str, Any]] = {
-    "bright-still": {"brightness": 1.1, "motion": 0.0, "illumination_drift": 0.01, "camera_noise_std": 1.0,
-                     "specular": 0.02},
-    "still": {"motion": 0.0},
+    "clean": {**_STEADY, "motion": 0.0, "illumination_drift": 0.01, "specular": 0.02, "camera_noise_std": 1.0},
+    "bright-still": {**_STEADY, "brightness": 1.1, "motion": 0.0, "illumination_drift": 0.01,
+                     "camera_noise_std": 1.0, "specular": 0.02},
+    "still": {**_STEADY, "motion": 0.0},
     "dim-motion": {"brightness": 0.45, "motion": 4.0, "illumination_drift": 0.08, "camera_noise_std": 3.0},
     "dark-skin": {"skin_tone": 5.5},
     "light-skin": {"skin_tone": 1.5},
@@ -289,6 +370,15 @@ class _Canvas:
     box: tuple[float, float, float, float]  # expected face box (x, y, w, h)
     source: str
     tone: float | None  # Fitzpatrick type applied (None: the photo's own)
+    head: np.ndarray  # (S, S) soft matte of what moves with the head (face, hair)
+    backdrop: np.ndarray  # (S, S, 3) the static scene behind the head (revealed when it moves)
+
+    def mirrored(self) -> _Canvas:
+        size = self.albedo.shape[1]
+        return _Canvas(self.albedo[:, ::-1].copy(), self.skin[:, ::-1].copy(), self.highlight[:, ::-1].copy(),
+                       (size - self.centre[0], self.centre[1]), (size - self.box[0] - self.box[2], *self.box[1:]),
+                       self.source + ":mirror", self.tone, self.head[:, ::-1].copy(),
+                       self.backdrop[:, ::-1].copy())
 
 
 _POOL_CACHE: dict[str, Any] = {}
@@ -336,6 +426,13 @@ def _lfw() -> np.ndarray:
 def _ellipse(size: int, cx: float, cy: float, ax: float, ay: float) -> np.ndarray:
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
     return ((((xx - cx) / ax) ** 2 + ((yy - cy) / ay) ** 2) <= 1.0).astype(np.float32)
+
+
+def _soft_ellipse(size: int, cx: float, cy: float, ax: float, ay: float) -> np.ndarray:
+    """An ellipse with a smooth (raised-cosine) edge from 0.7 to 1.3 of its radius, float32 (S, S)."""
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    r = np.sqrt(((xx - cx) / max(ax, 1e-3)) ** 2 + ((yy - cy) / max(ay, 1e-3)) ** 2)
+    return (1.0 - _ramp((r - 0.7) / 0.6)).astype(np.float32)
 
 
 def _blur(img: np.ndarray, sigma: float) -> np.ndarray:
@@ -390,7 +487,13 @@ def _photo_canvas(name: str, size: int, tone: float | None) -> _Canvas:
     albedo = rgb8.astype(np.float32) / 255.0
     if tone is not None:
         albedo = _retone(albedo, skin, tone)
-    return _Canvas(albedo, skin, _highlight_map(size, box, skin), (fx, fy), box, name, tone)
+    # the head (face + hair) moves over the rest of the photo, which stays put; what a move uncovers is
+    # the photo with the head inpainted away (Telea), i.e. a plausible continuation of the background
+    head = _blur(_ellipse(size, fx, fy - 0.12 * box[3], 0.72 * box[2], 0.92 * box[3]), 0.05 * box[2])
+    hole = (head > 0.5).astype(np.uint8)  # only the core: the rim (matte < 0.5) keeps the photo, no seam
+    backdrop = cv2.inpaint(np.clip(albedo * 255.0, 0, 255).astype(np.uint8), hole, max(3, size // 24),
+                           cv2.INPAINT_TELEA).astype(np.float32) / 255.0
+    return _Canvas(albedo, skin, _highlight_map(size, box, skin), (fx, fy), box, name, tone, head, backdrop)
 
 
 def _retone(albedo: np.ndarray, skin: np.ndarray, tone: float) -> np.ndarray:
@@ -437,7 +540,9 @@ def _lfw_canvas(index: int, size: int, tone: float, mirror: bool) -> _Canvas:
     w = np.maximum(skin, 0.7 * _blur(face_region, size / 40.0))[..., None]
     albedo = np.clip(grey[..., None] * (w * tint + (1.0 - w) * neutral), 0.0, 1.0).astype(np.float32)
     name = f"lfw:{index}" + (":mirror" if mirror else "")
-    return _Canvas(albedo, skin.astype(np.float32), _highlight_map(size, box, skin), (fx, fy), box, name, tone)
+    backdrop = (bg[..., None] * neutral).astype(np.float32)  # the wall: it does not move with the head
+    return _Canvas(albedo, skin.astype(np.float32), _highlight_map(size, box, skin), (fx, fy), box, name, tone,
+                   alpha.astype(np.float32), backdrop)
 
 
 def _face_order(n_needed: int, rng: np.random.Generator) -> list[tuple[str, bool]]:
@@ -483,18 +588,217 @@ def _band_signal(t: np.ndarray, rng: np.random.Generator, f_lo: float, f_hi: flo
     return s / (np.abs(s).max() + 1e-12)
 
 
+def _band_noise(n: int, fs: float, f_lo: float, f_hi: float, rng: np.random.Generator) -> np.ndarray:
+    """Gaussian noise band-limited (brick-wall, in the FFT domain) to [f_lo, f_hi] Hz, peak-normalised to 1."""
+    m = 2 * n  # filter a longer segment, keep the first half: no wrap-around continuity at the ends
+    spec = np.fft.rfft(rng.standard_normal(m))
+    f = np.fft.rfftfreq(m, 1.0 / fs)
+    spec[(f < f_lo) | (f > f_hi)] = 0.0
+    x = np.fft.irfft(spec, m)[:n]
+    return x / (np.abs(x).max() + 1e-12)
+
+
+def _ramp(x: np.ndarray) -> np.ndarray:
+    """Raised-cosine step: 0 for x <= 0, 1 for x >= 1, smooth (C1) in between."""
+    return 0.5 - 0.5 * np.cos(np.pi * np.clip(x, 0.0, 1.0))
+
+
+def _plateau(t: np.ndarray, start: float, rise: float, hold: float, fall: float) -> np.ndarray:
+    """A smooth excursion: raised-cosine rise over ``rise`` s from ``start``, ``hold`` s at 1, fall over ``fall`` s.
+
+    ``hold = 0`` gives a bump (a nod, a passing shadow); a hold past the end of the clip gives a step.
+    Its spectrum reaches up to ~1 / min(rise, fall) Hz.
+    """
+    up = _ramp((t - start) / rise)
+    down = _ramp((t - start - rise - hold) / fall)
+    return up - down
+
+
+def _log_spread(rng: np.random.Generator, v: float, factor: float) -> float:
+    """A multiplicative per-subject factor, log-uniform in [1/factor^v, factor^v] (exactly 1 for v = 0).
+
+    The uniform is always drawn, so the random stream does not depend on ``v``."""
+    return float(np.exp(v * rng.uniform(-1.0, 1.0) * math.log(factor)))
+
+
+def _draw_conditions(cfg: SyntheticRPPGConfig, rng: np.random.Generator) -> dict[str, Any]:
+    """One subject's recording conditions, drawn around the config values (spread = ``cfg.variation``).
+
+    With ``variation = 0`` every value is the config's own (the light direction is the default key light
+    30 deg to the side, 25 deg above). The same number of draws is made whatever the settings."""
+    v = float(cfg.variation)
+    u = rng.uniform(-1.0, 1.0, 3)  # light colour temperature, key light azimuth, elevation
+    flip = float(rng.uniform())
+    side = -1.0 if (v > 0 and flip < 0.5) else 1.0  # which side the key light is on
+    temp = v * u[0]  # warm (+) .. cool (-) shift of the light colour, about +-500 K around the config's
+    light = np.asarray(cfg.light_rgb, np.float64) * np.array([1.0 + 0.06 * temp, 1.0, 1.0 - 0.08 * temp])
+    # a second, bluish source (a screen / daylight through a window) that carries part of the light events
+    screen = light * np.array([0.88, 0.97, 1.12]) * np.array([_log_spread(rng, v, 1.05) for _ in range(3)])
+    return {
+        "pulse_amplitude": round(cfg.pulse_amplitude * _log_spread(rng, v, 2.0), 6),
+        "motion": round(cfg.motion * _log_spread(rng, v, 2.5), 4),
+        "motion_events_per_s": round(cfg.motion_events * _log_spread(rng, v, 2.0), 4),
+        "talking_fraction": round(float(np.clip(0.2 + v * rng.uniform(-0.2, 0.2), 0.0, 1.0)), 3),
+        "shading": round(float(np.clip(cfg.shading * _log_spread(rng, v, 1.5), 0.0, 0.95)), 4),
+        "light_azimuth_deg": round(side * (30.0 + v * 25.0 * u[1]), 2),
+        "light_elevation_deg": round(25.0 + v * 15.0 * u[2], 2),
+        "brightness": round(cfg.brightness * (1.0 + v * rng.uniform(-0.25, 0.1)), 4),
+        "illumination_drift": round(cfg.illumination_drift * _log_spread(rng, v, 2.0), 5),
+        "illumination_events": round(cfg.illumination_events * _log_spread(rng, v, 2.5), 5),
+        "illumination_event_rate": round(cfg.illumination_event_rate * _log_spread(rng, v, 2.0), 4),
+        "specular": round(cfg.specular * _log_spread(rng, v, 2.0), 5),
+        "camera_noise_std": round(cfg.camera_noise_std * _log_spread(rng, v, 1.6), 4),
+        "light_rgb": [round(float(c), 4) for c in light],
+        "screen_rgb": [round(float(c), 4) for c in screen],
+        "blinks_per_min": round(15.0 * _log_spread(rng, v, 1.6), 3),
+    }
+
+
 @dataclass
 class _Signals:
     """Per-frame drivers of one subject."""
 
     ppg: np.ndarray  # (T,) normalised PPG (the label)
     pulse_rgb: np.ndarray  # (T, 3) relative pulsatile modulation per channel
-    light: np.ndarray  # (T,) I(t)
+    light: np.ndarray  # (T, 3) irradiance per channel, I(t) * colour (key light + screen)
     spec: np.ndarray  # (T,) S(t)
     affine: np.ndarray  # (T, 2, 3) warp matrices
+    light_dir: np.ndarray  # (T, 3) key-light direction in head coordinates (R(t)^T L)
+    shading: float  # fraction of directional light
+    motion: np.ndarray  # (6, T): tx, ty (px), roll, yaw, pitch (deg), scale (%)
+    mouth: np.ndarray  # (T,) mouth opening (talking), 0..1
+    blink: np.ndarray  # (T,) eyelid closure, 0..1
 
 
-def _signals(cfg: SyntheticRPPGConfig, canvas: _Canvas, hr: float, amp: float, ppg_seed: int,
+def _light_direction(azimuth_deg: float, elevation_deg: float) -> np.ndarray:
+    """Unit vector towards the light; camera frame: x right, y up, z towards the camera."""
+    az, el = math.radians(azimuth_deg), math.radians(elevation_deg)
+    return np.array([math.cos(el) * math.sin(az), math.sin(el), math.cos(el) * math.cos(az)])
+
+
+def _head_motion(cfg: SyntheticRPPGConfig, cond: dict[str, Any], t: np.ndarray,
+                 rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """``(motion (6, T), talking (T,))``: tx, ty (px), roll, yaw, pitch (deg), relative scale (%), and the
+    0..1 gate of the talking bouts.
+
+    Slow drift (< 0.12 Hz) and sway (0.12-0.3 Hz) on every axis, plus non-periodic events at
+    ``motion_events_per_s`` (Poisson): nods (pitch bumps, sometimes double), turns (yaw excursions held
+    0-3 s), head tilts (roll) and posture shifts (translation steps), each with 0.3-1.2 s edges, and
+    talking bouts (band-limited 0.5-2.5 Hz jitter, mostly pitch). The events and talking put motion
+    energy at 0.3-2 Hz, i.e. inside the heart-rate band, as real subjects do."""
+    n, dur = t.size, float(t[-1]) + (t[1] - t[0] if t.size > 1 else 0.0)
+    fs = 1.0 / (t[1] - t[0]) if t.size > 1 else 30.0
+    m = float(cond["motion"])
+    motion = np.zeros((6, n))
+    for i in range(6):
+        motion[i] = 0.6 * _band_signal(t, rng, 0.005, 0.12, 3) + 0.4 * _band_signal(t, rng, 0.12, 0.3, 1)
+    motion[:5] *= m
+    motion[5] *= 0.5 * m
+    # non-periodic events; always drawn (fixed maximum count) so the stream does not depend on the rate
+    k_max = 64
+    starts = rng.uniform(-1.0, dur, k_max)
+    kinds = rng.uniform(0.0, 1.0, k_max)
+    amps = rng.uniform(0.4, 1.2, k_max) * np.where(rng.uniform(0, 1, k_max) < 0.5, -1.0, 1.0)
+    rises = rng.uniform(0.3, 1.2, k_max)
+    falls = rng.uniform(0.3, 1.2, k_max)
+    holds = rng.uniform(0.0, 3.0, k_max)
+    doubles = rng.uniform(0.0, 1.0, k_max) < 0.3
+    n_events = min(int(rng.poisson(float(cond["motion_events_per_s"]) * dur)), k_max)
+    for j in range(n_events):
+        a, s0 = m * amps[j], starts[j]
+        if kinds[j] < 0.4:  # nod: pitch down and back (0.6-2.4 s), sometimes twice
+            bump = _plateau(t, s0, rises[j], 0.0, falls[j])
+            if doubles[j]:
+                bump = bump + _plateau(t, s0 + rises[j] + falls[j], rises[j], 0.0, falls[j])
+            motion[4] += abs(a) * bump
+        elif kinds[j] < 0.7:  # turn: look aside, hold, come back
+            motion[3] += 1.5 * a * _plateau(t, s0, rises[j], holds[j], falls[j])
+        elif kinds[j] < 0.85:  # tilt
+            motion[2] += a * _plateau(t, s0, rises[j], holds[j], falls[j])
+        else:  # posture shift: the head settles elsewhere (a step) and a little closer / farther
+            step = _plateau(t, s0, rises[j], 2 * dur, 1.0)
+            motion[0] += a * step
+            motion[1] += 0.5 * abs(a) * step
+            motion[5] += 0.5 * a * step
+    # talking: bouts covering ~talking_fraction of the time, smooth on/off (0.5 s edges)
+    gate_src = _band_noise(n, fs, 0.0, 0.08, rng)
+    talk = _band_noise(n, fs, 0.5, 2.5, rng), _band_noise(n, fs, 0.5, 2.5, rng), _band_noise(n, fs, 0.5, 2.5, rng)
+    frac = float(cond["talking_fraction"]) if m > 0 else 0.0
+    gate = np.zeros(n)
+    if frac > 0:
+        thresh = np.quantile(gate_src, 1.0 - frac)
+        gate = np.clip((gate_src - thresh) / 0.15 + 0.5, 0.0, 1.0)
+        motion[4] += 0.4 * m * gate * talk[0]  # jaw / head bob
+        motion[3] += 0.2 * m * gate * talk[1]
+        motion[1] += 0.2 * m * gate * talk[2]
+    return motion, gate
+
+
+def _face_actions(cond: dict[str, Any], talking: np.ndarray, t: np.ndarray, still: bool,
+                  rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Non-rigid facial motion: ``(mouth opening (T,), eyelid closure (T,))``, each 0..1.
+
+    Talking opens the mouth at the syllable rate (band-limited 1-5 Hz, rectified) during the talking
+    bouts; blinks (``blinks_per_min``, intervals 0.3-1.7x the mean) close the eyes for 0.15-0.35 s. Both
+    swap skin for something of another colour (the dark oral cavity, the eyelid over the eye) in part of
+    the face ROI: a chrominance change that no skin-colour projection removes. None when ``still``."""
+    n = t.size
+    dur = float(t[-1]) + (t[1] - t[0] if n > 1 else 0.0)
+    fs = 1.0 / (t[1] - t[0]) if n > 1 else 30.0
+    syll = _band_noise(n, fs, 1.0, 5.0, rng)
+    k_max = 256
+    gaps = rng.uniform(0.3, 1.7, k_max) * 60.0 / max(float(cond["blinks_per_min"]), 1e-6)
+    lengths = rng.uniform(0.15, 0.35, k_max)
+    first = float(rng.uniform(0.0, 1.0))
+    if still:
+        return np.zeros(n), np.zeros(n)
+    mouth = talking * np.clip(0.3 + 0.9 * syll, 0.0, 1.0)
+    blink = np.zeros(n)
+    at = first * gaps[0]
+    for j in range(k_max):
+        if at >= dur:
+            break
+        blink = np.maximum(blink, _plateau(t, at, 0.4 * lengths[j], 0.1 * lengths[j], 0.5 * lengths[j]))
+        at += gaps[j]
+    return mouth, blink
+
+
+def _illumination(cfg: SyntheticRPPGConfig, cond: dict[str, Any], t: np.ndarray,
+                  rng: np.random.Generator) -> np.ndarray:
+    """(T, 3) irradiance per channel: key light ``light_rgb * (1 + drift + key events + flicker)`` plus the
+    changes of a second, bluish source (``screen_rgb * screen events``), times the brightness.
+
+    Events (Poisson, ``illumination_event_rate``): passing shadows (dips of the key light, 0.3-1.5 s
+    edges, no hold), and steps/plateaus (a screen's content or a lamp: 0.3-2 s edges, held 1-10 s or to the
+    end); about half of the steps come from the bluish source, so they change the colour of the light too."""
+    n, dur = t.size, float(t[-1]) + (t[1] - t[0] if t.size > 1 else 0.0)
+    drift = _band_signal(t, rng, 0.005, 0.12, 4)
+    key = 1.0 + float(cond["illumination_drift"]) * drift
+    scr = np.zeros(n)
+    k_max = 64
+    starts = rng.uniform(-1.0, dur, k_max)
+    kinds = rng.uniform(0.0, 1.0, k_max)
+    amps = rng.uniform(0.3, 1.0, k_max) * np.where(rng.uniform(0, 1, k_max) < 0.5, -1.0, 1.0)
+    rises = rng.uniform(0.3, 2.0, k_max)
+    falls = rng.uniform(0.3, 2.0, k_max)
+    holds = np.where(rng.uniform(0, 1, k_max) < 0.3, 2 * dur, rng.uniform(1.0, 10.0, k_max))
+    n_events = min(int(rng.poisson(float(cond["illumination_event_rate"]) * dur)), k_max)
+    a0 = float(cond["illumination_events"])
+    for j in range(n_events):
+        a = a0 * amps[j]
+        if kinds[j] < 0.35:  # passing shadow: the key light dips and comes back
+            key -= 1.5 * abs(a) * _plateau(t, starts[j], 0.5 * rises[j], 0.0, 0.5 * falls[j])
+        elif kinds[j] < 0.65:  # the key light steps (a lamp, a cloud, the camera's auto-exposure)
+            key += a * _plateau(t, starts[j], rises[j], holds[j], falls[j])
+        else:  # the screen / window light changes: intensity and colour
+            scr += a * _plateau(t, starts[j], rises[j], holds[j], falls[j])
+    ph = rng.uniform(0, 2 * np.pi)
+    key = key + cfg.flicker * np.sin(2 * np.pi * cfg.flicker_hz * t + ph)
+    light = np.asarray(cond["light_rgb"])[None, :] * key[:, None] + np.asarray(cond["screen_rgb"])[None, :] * scr[:, None]
+    return float(cond["brightness"]) * np.maximum(light, 0.0)
+
+
+def _signals(cfg: SyntheticRPPGConfig, canvas: _Canvas, hr: float, cond: dict[str, Any], ppg_seed: int,
              rng: np.random.Generator) -> _Signals:
     import cv2
 
@@ -502,49 +806,128 @@ def _signals(cfg: SyntheticRPPGConfig, canvas: _Canvas, hr: float, amp: float, p
     t = np.arange(n) / cfg.fps
     ppg = _ppg(cfg.duration_s, cfg.fps, hr, ppg_seed, n)
     pbv = np.asarray(PBV_SIGNATURE)
-    pulse_rgb = amp * (pbv / pbv[1])[None, :] * (ppg / np.ptp(ppg))[:, None]
-    drift = _band_signal(t, rng, 0.005, 0.12, 4)
-    light = cfg.brightness * (1.0 + cfg.illumination_drift * drift
-                              + cfg.flicker * np.sin(2 * np.pi * cfg.flicker_hz * t + rng.uniform(0, 2 * np.pi)))
-    motion = np.zeros((4, n))
-    for i in range(4):  # tx, ty, rotation, log-scale: drift + sway, peak-normalised
-        motion[i] = 0.6 * _band_signal(t, rng, 0.005, 0.12, 3) + 0.4 * _band_signal(t, rng, 0.12, 0.3, 1)
-    motion *= cfg.motion
-    spec = cfg.specular * (1.0 + 0.5 * np.clip(0.5 * (motion[2] + motion[0]) / max(cfg.motion, 1e-9), -1, 1))
+    pulse_rgb = float(cond["pulse_amplitude"]) * (pbv / pbv[1])[None, :] * (ppg / np.ptp(ppg))[:, None]
+    light = _illumination(cfg, cond, t, rng)
+    motion, talking = _head_motion(cfg, cond, t, rng)
+    mouth, blink = _face_actions(cond, talking, t, float(cond["motion"]) <= 0, rng)
+    yaw, pitch = np.radians(motion[3]), np.radians(motion[4])
+    # out-of-plane rotation about the neck moves the face in the image: ~0.7 face widths lever arm
+    lever = 0.7 * canvas.box[2]
+    tx = motion[0] + lever * np.sin(yaw)
+    ty = motion[1] + lever * np.sin(pitch)  # pitch > 0: nodding down
+    # key light direction in head coordinates: (R n).L = n.(R^T L) with R = R_x(pitch) R_y(yaw);
+    # yaw > 0 turns the face to image-right, pitch > 0 nods it down (camera frame: x right, y up, z out)
+    lvec = _light_direction(float(cond["light_azimuth_deg"]), float(cond["light_elevation_deg"]))
+    lx, ly, lz = lvec
+    cy_, sy_ = np.cos(yaw), np.sin(yaw)
+    cp, sp = np.cos(pitch), np.sin(pitch)
+    py = cp * ly + sp * lz  # R_x(-pitch) L
+    pz = -sp * ly + cp * lz
+    light_dir = np.stack([cy_ * lx - sy_ * pz, py, sy_ * lx + cy_ * pz], axis=1)  # R_y(-yaw) of that
+    # specular highlight: a narrow lobe, brightest when the head faces the half-vector; here linearised
+    # around the frontal pose (about +-35 % for 5 deg)
+    h = lvec + np.array([0.0, 0.0, 1.0])
+    h /= np.linalg.norm(h)
+    spec = float(cond["specular"]) * np.clip(1.0 + 4.0 * (yaw * h[0] - pitch * h[1]), 0.0, None)
     affine = np.empty((n, 2, 3))
     for k in range(n):
-        m = cv2.getRotationMatrix2D(canvas.centre, float(motion[2, k]), float(1.0 + 0.01 * motion[3, k]))
-        m[:, 2] += motion[:2, k]
-        affine[k] = m
+        a = cv2.getRotationMatrix2D(canvas.centre, float(motion[2, k]), float(1.0 + 0.01 * motion[5, k]))
+        a[:, 2] += (tx[k], ty[k])
+        affine[k] = a
     return _Signals(ppg, pulse_rgb.astype(np.float32), light.astype(np.float32), spec.astype(np.float32),
-                    affine)
+                    affine, light_dir.astype(np.float32), float(cond["shading"]), motion,
+                    mouth.astype(np.float32), blink.astype(np.float32))
 
 
 # ------------------------------------------------------------------------------------------ renderer
 
 
+def _head_geometry(size: int, box: tuple[float, float, float, float]) -> tuple[np.ndarray, ...]:
+    """Surface normals of an ellipsoidal head model over the face box, and a soft head mask.
+
+    Returns ``(nx, ny, nz, mask)``, each ``(S, S)`` float32; camera frame (x right, y up, z to the camera)."""
+    x, y, w, h = box
+    cx, cy = x + w / 2.0, y + 0.45 * h  # a little above the box centre: the forehead is part of the head
+    ax, ay = 0.62 * w, 0.80 * h
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    u = (xx - cx) / ax
+    v = -(yy - cy) / ay
+    r2 = u * u + v * v
+    inside = np.clip(r2, 0.0, 0.995)
+    scale = np.sqrt(1.0 / np.maximum(r2, 1e-6) * inside)  # points outside are projected onto the rim
+    nx, ny = u * scale, v * scale
+    nz = np.sqrt(np.maximum(1.0 - nx * nx - ny * ny, 0.0))
+    mask = _blur((r2 <= 1.0).astype(np.float32), max(1.0, 0.05 * w))
+    return nx.astype(np.float32), ny.astype(np.float32), nz.astype(np.float32), mask.astype(np.float32)
+
+
 class _Renderer:
     """Renders the frames of one subject; frame ``t`` depends only on (subject seed, t)."""
 
-    def __init__(self, cfg: SyntheticRPPGConfig, canvas: _Canvas, sig: _Signals, noise_seed: int) -> None:
+    def __init__(self, cfg: SyntheticRPPGConfig, canvas: _Canvas, sig: _Signals, noise_std: float,
+                 noise_seed: int) -> None:
         self.cfg, self.canvas, self.sig, self.noise_seed = cfg, canvas, sig, noise_seed
+        self.noise_std = np.float32(noise_std)
         self.size = cfg.frame_size
         self._skin3 = canvas.skin[..., None]
-        self._light = np.asarray(cfg.light_rgb, np.float32) * 255.0
         self._hl3 = np.repeat(canvas.highlight[..., None], 3, axis=2)
+        self._layer = np.empty((self.size, self.size, 4), np.float32)  # premultiplied head RGB + matte
+        self._layer[..., 3] = canvas.head
+        self._head3 = canvas.head[..., None]
+        x, y, w, h = canvas.box
+        size = self.size
+        self._eyes3 = np.maximum(_soft_ellipse(size, x + 0.30 * w, y + 0.40 * h, 0.10 * w, 0.05 * h),
+                                 _soft_ellipse(size, x + 0.70 * w, y + 0.40 * h, 0.10 * w, 0.05 * h))[..., None]
+        self._mouth3 = _soft_ellipse(size, x + 0.50 * w, y + 0.80 * h, 0.14 * w, 0.05 * h)[..., None]
+        skin_w = canvas.skin[..., None]
+        self._lid = (0.9 * (canvas.albedo * skin_w).sum((0, 1)) / max(float(skin_w.sum()), 1e-6)).astype(np.float32)
+        self._cavity = np.array([0.22, 0.07, 0.07], np.float32)  # dark oral cavity (tongue, shadow)
+        self._shade = sig.shading > 0 and bool(np.any(sig.motion[3:5]))
+        if self._shade:
+            nx, ny, nz, mask = _head_geometry(self.size, canvas.box)
+            amb = np.float32(1.0 - sig.shading)
+            d0 = sig.light_dir[0]
+            # shading relative to the photo's own (the photo is taken as lit at the first frame's pose)
+            base = amb + np.float32(sig.shading) * np.maximum(nx * d0[0] + ny * d0[1] + nz * d0[2], 0.0)
+            self._n = (nx, ny, nz)
+            self._mask_over_base = (mask / base).astype(np.float32)
+            self._one_minus_mask = (1.0 - mask).astype(np.float32)
+            self._amb = amb
+
+    def shading(self, t: int) -> np.ndarray | None:
+        """Irradiance of the (rotated) head relative to frame 0, ``(S, S)``; None without shading."""
+        if not self._shade:
+            return None
+        d = self.sig.light_dir[t]
+        nx, ny, nz = self._n
+        lam = np.maximum(nx * d[0] + ny * d[1] + nz * d[2], 0.0)
+        lam *= np.float32(self.sig.shading)
+        lam += self._amb
+        lam *= self._mask_over_base
+        lam += self._one_minus_mask
+        return lam
 
     def frame(self, t: int) -> np.ndarray:
         import cv2
 
         c, s = self.canvas, self.sig
         lin = c.albedo * (1.0 + self._skin3 * s.pulse_rgb[t])
+        if s.blink[t] > 0:  # the eyelid (skin colour) slides over the eye
+            lin += np.float32(s.blink[t]) * self._eyes3 * (self._lid - lin)
+        if s.mouth[t] > 0:  # the open mouth shows the dark oral cavity
+            lin += np.float32(s.mouth[t]) * self._mouth3 * (self._cavity - lin)
+        shade = self.shading(t)
+        if shade is not None:
+            lin *= shade[..., None]
         lin += s.spec[t] * self._hl3
-        lin = cv2.warpAffine(lin, s.affine[t], (self.size, self.size), flags=cv2.INTER_LINEAR,
-                             borderMode=cv2.BORDER_REFLECT_101)
-        lin *= self._light * s.light[t]
-        if self.cfg.camera_noise_std > 0:
+        np.multiply(lin, self._head3, out=self._layer[..., :3])
+        moved = cv2.warpAffine(self._layer, s.affine[t], (self.size, self.size), flags=cv2.INTER_LINEAR,
+                               borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        lin = moved[..., :3] + (1.0 - moved[..., 3:]) * c.backdrop  # the head over the static scene
+        lin *= s.light[t] * np.float32(255.0)
+        if self.noise_std > 0:
             rng = np.random.default_rng([self.noise_seed, t])
-            lin += rng.standard_normal(lin.shape, dtype=np.float32) * np.float32(self.cfg.camera_noise_std)
+            lin += rng.standard_normal(lin.shape, dtype=np.float32) * self.noise_std
         return np.clip(np.rint(lin), 0, 255).astype(np.uint8)
 
 
@@ -567,21 +950,28 @@ def _render_subject(renderer: _Renderer, n_frames: int, pbar: Any = None) -> np.
 def _canvas_for(name: str, mirror: bool, size: int, tone: float | None) -> _Canvas:
     if name in _HQ_FACES:
         canvas = _photo_canvas(name, size, tone)
-        if mirror:
-            canvas = _Canvas(canvas.albedo[:, ::-1].copy(), canvas.skin[:, ::-1].copy(),
-                             canvas.highlight[:, ::-1].copy(), (size - canvas.centre[0], canvas.centre[1]),
-                             (size - canvas.box[0] - canvas.box[2], *canvas.box[1:]), name + ":mirror", tone)
-        return canvas
+        return canvas.mirrored() if mirror else canvas
     return _lfw_canvas(int(name.split(":")[1]), size, tone, mirror)
 
 
 def _subject_tone(cfg: SyntheticRPPGConfig, rng: np.random.Generator, grey: bool) -> float | None:
+    """Fitzpatrick type of one subject: "mixed" uniform in [1, 6]; a number: that type (+-0.5 x variation);
+    None: the photo's own tone, or for grey LFW crops a type in [1.5, 5] widened to [1, 6] by variation."""
     draw = float(rng.uniform(1.0, 6.0))  # always drawn, so the stream does not depend on the setting
+    jitter = float(rng.uniform(-0.5, 0.5)) * float(cfg.variation)
     if cfg.skin_tone == "mixed":
         return round(draw, 2)
     if cfg.skin_tone is not None:
-        return float(cfg.skin_tone)
-    return round(1.5 + (draw - 1.0) * 0.7, 2) if grey else None
+        return round(float(np.clip(float(cfg.skin_tone) + jitter, 1.0, 6.0)), 2)
+    v = float(cfg.variation)
+    lo, hi = 1.5 - 0.5 * v, 5.0 + 1.0 * v
+    return round(lo + (draw - 1.0) / 5.0 * (hi - lo), 2) if grey else None
+
+
+def _motion_summary(motion: np.ndarray) -> dict[str, float]:
+    """Peak absolute value of each head-motion axis (what a subject actually did)."""
+    names = ("tx_px", "ty_px", "roll_deg", "yaw_deg", "pitch_deg", "scale_pct")
+    return {k: round(float(np.abs(row).max()), 3) for k, row in zip(names, motion, strict=True)}
 
 
 def _json_default(o: Any) -> Any:
@@ -646,14 +1036,14 @@ def build_synthetic_rppg(config: SyntheticRPPGConfig | None = None, root: str | 
             sseed = subject_seeds[number - 1]
             rng = np.random.default_rng(sseed)
             hr = round(float(rng.uniform(*config.hr_range_bpm)), 2)
-            amp = config.pulse_amplitude * float(rng.uniform(0.8, 1.2))
+            cond = _draw_conditions(config, np.random.default_rng([sseed, 3]))
             while True:  # first face of the pool (in order) that the Haar detector finds on frame 0
                 name, mirror = order[cursor]
                 cursor += 1
                 tone = _subject_tone(config, np.random.default_rng([sseed, 1]), grey=name.startswith("lfw"))
                 canvas = _canvas_for(name, mirror, size, tone)
-                sig = _signals(config, canvas, hr, amp, sseed % (2**31), np.random.default_rng([sseed, 2]))
-                renderer = _Renderer(config, canvas, sig, sseed)
+                sig = _signals(config, canvas, hr, cond, sseed % (2**31), np.random.default_rng([sseed, 2]))
+                renderer = _Renderer(config, canvas, sig, float(cond["camera_noise_std"]), sseed)
                 box0 = _haar_box(renderer.frame(0))
                 if box0 is not None:
                     break
@@ -672,7 +1062,7 @@ def build_synthetic_rppg(config: SyntheticRPPGConfig | None = None, root: str | 
                 "hr_bpm": hr,
                 "face_source": canvas.source,
                 "skin_tone_fitzpatrick": tone,
-                "pulse_amplitude": round(amp, 6),
+                "pulse_amplitude": cond["pulse_amplitude"],
                 "pbv_signature": list(PBV_SIGNATURE),
                 "face_box_frame0": list(box0),
                 "skin_fraction": round(float(canvas.skin.mean()), 4),
@@ -682,9 +1072,15 @@ def build_synthetic_rppg(config: SyntheticRPPGConfig | None = None, root: str | 
                 "video": vid,
                 "codec": config.codec,
                 "crf": config.crf,
-                "domain": {k: cfg_dict[k] for k in ("motion", "brightness", "illumination_drift", "flicker",
-                                                   "flicker_hz", "light_rgb", "specular", "camera_noise_std",
-                                                   "skin_tone")},
+                "domain": {k: cfg_dict[k] for k in ("motion", "motion_events", "shading", "brightness",
+                                                   "illumination_drift", "illumination_events",
+                                                   "illumination_event_rate", "flicker", "flicker_hz",
+                                                   "light_rgb", "specular", "camera_noise_std", "skin_tone",
+                                                   "variation")},
+                "conditions": {**cond, "skin_tone_fitzpatrick": tone,
+                               "head_motion_peak": _motion_summary(sig.motion),
+                               "light_peak_to_peak": round(float(np.ptp(sig.light.mean(1))
+                                                                 / max(float(sig.light.mean()), 1e-9)), 4)},
                 "seed": config.seed,
                 "subject_seed": sseed,
             }
