@@ -270,7 +270,8 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--quick", action="store_true", help="demo-sized data and tiny presets")
             p.add_argument("--methods", help="comma-separated method names (default: all)")
             p.add_argument("--data", help="dataset name or path (default: each method's built-in data)")
-            p.add_argument("--preset", help="preset for every method (default: tiny with --quick, else paper)")
+            p.add_argument("--preset", help="preset for every method (default: with --quick each method's quick preset, "
+                                "else its tiny one; without --quick the paper preset)")
         p.add_argument("--out", default="runs/bench" if name == "bench" else "runs/demo")
         p.set_defaults(func=cmd_bench if name == "bench" else cmd_demo)
     return ap

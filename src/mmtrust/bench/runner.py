@@ -49,10 +49,21 @@ def _peak_rss_mb() -> float:
     return kb / 1024.0 if sys.platform != "darwin" else kb / 1024.0 / 1024.0
 
 
+def _preset_for(entry: Any, preset: str | None, quick: bool) -> str:
+    """An explicit preset; else with ``quick`` the method's ``quick`` preset (demo-sized) or ``tiny``; else paper."""
+    if preset:
+        return preset
+    if quick:
+        return "quick" if "quick" in entry.presets else "tiny"
+    return "paper"
+
+
 def _worker(name: str, preset: str | None, data: str | None, out_dir: str, quick: bool, queue: Any) -> None:
     try:
         import logging
         import warnings
+
+        import lightning.pytorch  # noqa: F401 - it sets its own log level on import; ours must come after
 
         from ..registry import get_method, get_task
 
@@ -61,8 +72,7 @@ def _worker(name: str, preset: str | None, data: str | None, out_dir: str, quick
         warnings.filterwarnings("ignore", message=".*LeafSpec.*")
         entry = get_method(name)
         task = get_task(entry.task)
-        chosen = preset or ("tiny" if quick else "paper")
-        row = task.bench(entry, chosen, data or entry.default_data, Path(out_dir), quick)
+        row = task.bench(entry, _preset_for(entry, preset, quick), data or entry.default_data, Path(out_dir), quick)
         row["peak_rss_mb"] = round(_peak_rss_mb(), 1)
         row["task"] = entry.task
         row["family"] = entry.family
@@ -154,7 +164,7 @@ def run_bench(methods: list[str] | None = None, data: str | None = None, out_dir
             from ..registry import get_task
 
             entry = get_method(name)
-            row = get_task(entry.task).bench(entry, preset or ("tiny" if quick else "paper"),
+            row = get_task(entry.task).bench(entry, _preset_for(entry, preset, quick),
                                              data or entry.default_data, out_dir, quick)
             row.update(task=entry.task, family=entry.family, peak_rss_mb=round(_peak_rss_mb(), 1))
         row["wall_s"] = round(time.perf_counter() - t0, 2)

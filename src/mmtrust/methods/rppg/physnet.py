@@ -148,7 +148,11 @@ def _temporal_up(ch: int) -> nn.Sequential:
             "pooling to the input length (instead of a fixed `frames`) is our choice; identical for T == frames",
         ),
     ),
-    presets={"tiny": {"frames": 32, "image_size": 32, "width": 16, "train": {"epochs": 2, "batch_size": 2}}},
+    presets={
+        "tiny": {"frames": 32, "image_size": 32, "width": 16, "train": {"epochs": 2, "batch_size": 2}},
+        # demo size: the tiny network trained long enough to learn (about 30 s on 2 CPU cores)
+        "quick": {"frames": 32, "image_size": 32, "width": 16, "train": {"epochs": 10, "batch_size": 2}},
+    },
     trainable=True,
     default_data="synthetic-rppg",
 )
