@@ -150,8 +150,11 @@ def _temporal_up(ch: int) -> nn.Sequential:
     ),
     presets={
         "tiny": {"frames": 32, "image_size": 32, "width": 16, "train": {"epochs": 2, "batch_size": 2}},
-        # demo size: the tiny network trained long enough to learn (about 30 s on 2 CPU cores)
-        "quick": {"frames": 32, "image_size": 32, "width": 16, "train": {"epochs": 10, "batch_size": 2}},
+        # demo size: the tiny network trained long enough to learn (about 30 s on 2 CPU cores). lr 3e-3, not
+        # the paper's 9e-3: on synthetic-rppg's validation split 9e-3 diverged for seed 100 (val MAE 8.0 vs
+        # 0.0 bpm) and tied for seed 1 (0.25 vs 0.25); chosen on validation, never on test.
+        "quick": {"frames": 32, "image_size": 32, "width": 16,
+                  "train": {"epochs": 10, "batch_size": 2, "lr": 3e-3}},
     },
     trainable=True,
     default_data="synthetic-rppg",
