@@ -32,6 +32,11 @@ def _print_table(title: str, header: list[str], rows: list[list[str]]) -> None:
     _console().print(table)
 
 
+def _print_metrics(title: str, metrics: dict) -> None:
+    _print_table(title, ["metric", "value"],
+                 [[k, f"{v:.3f}" if isinstance(v, float) else str(v)] for k, v in metrics.items()])
+
+
 def _build(method: str, preset: str, config: str | None, sets: list[str] | None):
     from .config import build_config, parse_set_args
     from .registry import get_method
@@ -137,8 +142,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     save_method(out / "checkpoint", model, method=args.method, preset=args.preset, config=config_to_dict(cfg),
                 extra={"data": data, "test_metrics": metrics, "train_seconds": result.train_seconds,
                        "best_training_checkpoint": str(result.best_path or result.last_path)})
-    _print_table(f"{args.method} on {data} (test split)", ["metric", "value"],
-                 [[k, f"{v:.3f}" if isinstance(v, float) else str(v)] for k, v in metrics.items()])
+    _print_metrics(f"{args.method} on {data} (test split)", metrics)
     print(f"checkpoint: {out / 'checkpoint'}")
     return 0
 
@@ -163,8 +167,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
                                                                 for r in per_video]}, indent=2))
     plot_hr_scatter(out / "hr.png", [r.hr_gt for r in per_video], [r.hr_pred for r in per_video],
                     title=f"{args.method} on {data} ({args.split})")
-    _print_table(f"{args.method} on {data} ({args.split} split)", ["metric", "value"],
-                 [[k, f"{v:.3f}" if isinstance(v, float) else str(v)] for k, v in metrics.items()])
+    _print_metrics(f"{args.method} on {data} ({args.split} split)", metrics)
     print(f"results: {out}")
     return 0
 
