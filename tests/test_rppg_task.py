@@ -92,3 +92,11 @@ def test_dataset_options_in_the_data_string(tmp_path):
         task.load_data("synthetic-rppg?preset", "all", 32)
     with pytest.raises(ValueError, match="unknown split 'tset'"):
         task.load_data("synthetic-rppg", "tset", 32)
+
+
+def test_windowed_evaluation(clean_clips):
+    video_metrics, _ = RPPGTask().evaluate(mmtrust.create_method("chrom"), clean_clips)
+    win_metrics, _ = RPPGTask().evaluate(mmtrust.create_method("chrom"), clean_clips, window_s=5.0)
+    frames = len(clean_clips[0])
+    assert win_metrics["n_windows"] == len(clean_clips) * (frames // 150) and "n_windows" not in video_metrics
+    assert win_metrics["MAE"] <= 8.0  # 5 s windows resolve HR to ~7 bpm (a 256-point periodogram at 30 fps)

@@ -157,11 +157,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
     task = get_task(entry.task)
     data = args.data or entry.default_data
     ds = task.load_data(data, args.split, model.image_size, progress=not args.no_progress)
-    metrics, per_video = task.evaluate(model, ds, **({"hr_config": _hr(args.hr)} if args.hr else {}))
+    metrics, per_video = task.evaluate(model, ds, window_s=args.window,
+                                       **({"hr_config": _hr(args.hr)} if args.hr else {}))
     out = Path(args.out or f"runs/{args.method}/eval")
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps({"method": args.method, "data": data, "split": args.split,
-                                                  "hr_setting": args.hr or "toolbox",
+                                                  "hr_setting": args.hr or "toolbox", "window_s": args.window,
                                                   "metrics": metrics,
                                                   "per_video": [{"id": r.id, "hr_pred": r.hr_pred, "hr_gt": r.hr_gt}
                                                                 for r in per_video]}, indent=2))
@@ -251,6 +252,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hr", choices=["toolbox", "physmamba"],
                    help="rPPG heart-rate read-out: toolbox (0.6-3.3 Hz, periodogram; default) or physmamba "
                         "(0.75-2.5 Hz, Welch), the settings of the two papers' evaluation code")
+    p.add_argument("--window", type=float, metavar="SECONDS",
+                   help="rPPG: HR metrics over non-overlapping windows of this length instead of whole videos")
     _add_model_args(p)
     p.add_argument("--out")
     p.add_argument("--no-progress", action="store_true")

@@ -25,7 +25,7 @@ from ..data.cache import atomic_path
 from ..data.rppg_datasets import RPPGVideo
 from ..data.transforms import diff_normalize_label, diff_normalize_video, standardize_label, standardize_video
 from ..engine.module import TaskModule
-from ..methods.rppg.postprocess import HRConfig, estimate_hr, power_spectrum, preprocess_pulse
+from ..methods.rppg.postprocess import HRConfig, estimate_hr, power_spectrum, preprocess_pulse, windowed_hr
 from ..metrics.rppg import hr_metrics, snr_db
 from ..nn.losses import neg_pearson
 from ..registry import get_dataset, list_datasets, register_task
@@ -206,8 +206,12 @@ class RPPGTask:
 
     # ------------------------------------------------------------------ evaluate
     def evaluate(self, model: torch.nn.Module, dataset: Any, hr_config: HRConfig | None = None,
-                 progress: bool = False) -> tuple[dict[str, float], list[VideoResult]]:
+                 progress: bool = False, window_s: float | None = None) -> tuple[dict[str, float], list[VideoResult]]:
+        """Per-video HR metrics (or, with ``window_s``, over non-overlapping windows as the toolbox's
+        ``USE_SMALLER_WINDOW``; the per-video results are returned either way)."""
         hr_config = hr_config or HRConfig()
+        win_pred: list[np.ndarray] = []
+        win_gt: list[np.ndarray] = []
         model.eval()
         diff = model.output_type == "diffnormalized"
         results: list[VideoResult] = []
@@ -219,9 +223,16 @@ class RPPGTask:
             snr = snr_db(filtered, hr_g, video.fs, band=hr_config.band)
             results.append(VideoResult(video.id, hr_p, hr_g, snr, filtered,
                                        preprocess_pulse(label, video.fs, diff=diff, config=hr_config), video.fs))
+            if window_s:
+                win_pred.append(windowed_hr(pred, video.fs, window_s, diff=diff, config=hr_config))
+                win_gt.append(windowed_hr(label, video.fs, window_s, diff=diff, config=hr_config))
         if not results:
             raise ValueError("the evaluation split holds no video")
-        metrics = hr_metrics(np.array([r.hr_pred for r in results]), np.array([r.hr_gt for r in results]))
+        if window_s:
+            metrics = hr_metrics(np.concatenate(win_pred), np.concatenate(win_gt))
+            metrics["n_windows"] = int(sum(len(w) for w in win_pred))
+        else:
+            metrics = hr_metrics(np.array([r.hr_pred for r in results]), np.array([r.hr_gt for r in results]))
         metrics["SNR"] = float(np.mean([r.snr_db for r in results]))
         metrics["n_videos"] = len(results)
         metrics["n_skipped"] = len(getattr(dataset, "skipped", []))  # unreadable videos, warned about
