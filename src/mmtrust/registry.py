@@ -110,6 +110,7 @@ _TASKS: dict[str, Any] = {}
 _PLUGIN_MODULES = (
     "mmtrust.methods.rppg.unsupervised",
     "mmtrust.methods.rppg.physnet",
+    "mmtrust.methods.rppg.physmamba",
     "mmtrust.data.rppg_datasets",
     "mmtrust.data.synthetic_rppg",
     "mmtrust.tasks.rppg",
