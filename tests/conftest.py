@@ -10,3 +10,13 @@ def _private_cache(tmp_path_factory):
     os.environ["MMTRUST_CACHE"] = str(tmp_path_factory.mktemp("mmtrust-cache"))
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     yield
+
+
+@pytest.fixture(scope="session")
+def tiny_still_rppg(tmp_path_factory):
+    """The tiny built-in rPPG set in the still domain (5 subjects x 10 s), built once per test session."""
+    from mmtrust.data.synthetic_rppg import build_synthetic_rppg, make_config
+
+    root = tmp_path_factory.mktemp("rppg-data") / "synth"
+    build_synthetic_rppg(make_config("tiny", domain="still"), root=root, progress=False)
+    return root

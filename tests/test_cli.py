@@ -9,14 +9,11 @@ from pathlib import Path
 import pytest
 
 from mmtrust.cli import main
-from mmtrust.data.synthetic_rppg import build_synthetic_rppg, make_config
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("data") / "synth"
-    build_synthetic_rppg(make_config("tiny", domain="still"), root=root, progress=False)
-    return root
+def data(tiny_still_rppg):
+    return tiny_still_rppg
 
 
 def _true_hr(root: Path, subject: str) -> float:

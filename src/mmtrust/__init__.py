@@ -7,6 +7,7 @@ The public surface is small::
     model = mmtrust.create_method("pos", preset="tiny")
     data = mmtrust.load_dataset("synthetic-rppg", split="test")
     model = mmtrust.load_checkpoint("runs/physnet/checkpoint")
+    model = mmtrust.load_checkpoint("official:PURE", method="physmamba")   # $MMTRUST_WEIGHTS
 """
 
 from __future__ import annotations
@@ -69,8 +70,17 @@ def load_dataset(name: str, root: str | None = None, split: str = "all", **kwarg
     return get_dataset(name).factory(root=root, split=split, **kwargs)
 
 
-def load_checkpoint(path: str, method: str | None = None):
-    """Load a checkpoint folder written by ``mmtrust train`` (refuses one of another ``method``)."""
-    from .engine.checkpoint import load_method
+def load_checkpoint(path: str, method: str | None = None, preset: str = "paper"):
+    """A ready model (eval mode) from a checkpoint.
 
-    return load_method(path, expected_method=method)[0]
+    ``path`` is a folder written by ``mmtrust train`` (a checkpoint of another ``method`` is refused) or, with
+    ``method`` given, also ``"official:NAME"`` (released weights found in ``$MMTRUST_WEIGHTS``), a training
+    ``.ckpt`` or a third-party weights file loaded strictly into the ``preset`` architecture.
+    """
+    if method is None:
+        from .engine.checkpoint import load_method
+
+        return load_method(path, expected_method=None)[0]
+    from .engine.loading import load_model
+
+    return load_model(method, path, preset=preset)[0]

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import pickle
 import sys
 from pathlib import Path
 
@@ -48,51 +47,9 @@ def _build(method: str, preset: str, config: str | None, sets: list[str] | None)
 
 def _load_model(method: str, checkpoint: str | None, preset: str, config: str | None, sets: list[str] | None,
                 untrained: bool = False):
-    """A model from an mmtrust checkpoint folder, an mmtrust training ``.ckpt``, a third-party weights file,
-    or (classical methods, or ``--untrained``) fresh from its preset."""
-    from .config import config_to_dict
-    from .engine.checkpoint import CheckpointMismatchError, load_method, load_tree
+    from .engine.loading import load_model
 
-    if checkpoint and Path(checkpoint).is_dir():
-        model, info = load_method(checkpoint, expected_method=method)
-        return model, info["preset"], info["config"]
-    entry, cfg = _build(method, preset, config, sets)
-    if entry.trainable and not checkpoint and not untrained:
-        raise ValueError(f"{method!r} has learned weights: pass --checkpoint (a folder written by `mmtrust train "
-                         f"{method}`, or an official weights file), or --untrained to run it with random weights")
-    model = entry.model_cls(cfg)
-    if checkpoint:
-        path = Path(checkpoint)
-        if not path.is_file():
-            raise FileNotFoundError(f"--checkpoint {checkpoint}: no such file or checkpoint folder")
-        try:
-            tree = load_tree(path)  # one of our own training checkpoints (safetensors)?
-        except ValueError:
-            tree = None
-        if tree is not None:
-            from .config import config_from_dict
-
-            run_cfg = path.parent.parent / "run_config.json"
-            saved = json.loads(run_cfg.read_text()) if run_cfg.is_file() else {}
-            if saved.get("method") and saved["method"] != method:
-                raise CheckpointMismatchError(f"{path} was trained for method {saved['method']!r}, not {method!r}")
-            if "config" in saved:  # rebuild with the run's own settings, not the preset's
-                cfg = config_from_dict(entry.config_cls, saved["config"])
-                model = entry.model_cls(cfg)
-            state = {k.removeprefix("model."): v for k, v in tree["state_dict"].items()}
-            try:
-                model.load_state_dict(state, strict=True)
-            except RuntimeError as err:
-                raise CheckpointMismatchError(f"{path} does not fit {method!r} with this preset/config: "
-                                              f"{str(err).splitlines()[1].strip() if len(str(err).splitlines()) > 1 else err}") from err
-        else:
-            try:
-                model.load_pretrained(path)
-            except (RuntimeError, EOFError, OSError, IndexError, KeyError, pickle.UnpicklingError) as err:
-                raise ValueError(f"{path}: not a readable weights file for {method!r} ({type(err).__name__}: "
-                                 f"{str(err).splitlines()[0] if str(err) else ''})") from err
-    model.eval()
-    return model, preset, config_to_dict(cfg)
+    return load_model(method, checkpoint, preset=preset, config=config, sets=sets, untrained=untrained)
 
 
 def _hr(name: str):
@@ -126,6 +83,16 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise SystemExit(f"error: method {args.method!r} is not trainable (it has no learned weights); "
                          f"run `mmtrust eval {args.method} --data ...` instead")
     data = args.data or entry.default_data
+    test_data, test_split = args.test_data, args.test_split
+    if args.protocol:
+        from .protocols import load_protocol
+
+        if args.data:
+            raise ValueError("--protocol names the training data itself; drop --data (or drop --protocol)")
+        proto = load_protocol(args.protocol, family=entry.family)
+        data, test_data, test_split = proto.train_data, test_data or proto.test_data, test_split or proto.test_split
+        print(f"protocol {proto.name}: train {data} -> test {test_data} ({test_split})")
+    test_data, test_split = test_data or data, test_split or "test"
     out = Path(args.out or f"runs/{args.method}")
     task = get_task(entry.task)
     import lightning as L
@@ -137,12 +104,13 @@ def cmd_train(args: argparse.Namespace) -> int:
                         stop_after_epochs=args.stop_after)
     if not result.is_global_zero:
         return 0
-    test = task.load_data(data, "test", model.image_size, progress=not args.no_progress)
+    test = task.load_data(test_data, test_split, model.image_size, progress=not args.no_progress)
     metrics, _ = task.evaluate(model, test)
     save_method(out / "checkpoint", model, method=args.method, preset=args.preset, config=config_to_dict(cfg),
-                extra={"data": data, "test_metrics": metrics, "train_seconds": result.train_seconds,
+                extra={"data": data, "test_data": test_data, "test_split": test_split, "protocol": args.protocol,
+                       "test_metrics": metrics, "train_seconds": result.train_seconds,
                        "best_training_checkpoint": str(result.best_path or result.last_path)})
-    _print_metrics(f"{args.method} on {data} (test split)", metrics)
+    _print_metrics(f"{args.method} on {test_data} ({test_split} split)", metrics)
     print(f"checkpoint: {out / 'checkpoint'}")
     return 0
 
@@ -231,6 +199,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a method (Lightning: devices, DDP, checkpoints, CSV logs)")
     p.add_argument("method")
     p.add_argument("--data", help="dataset name, NAME:PATH or PATH (default: the method's built-in data)")
+    p.add_argument("--protocol", help="a shipped protocol (rppg: ubfc-intra, pure-intra, pure-to-ubfc, "
+                                      "ubfc-to-pure, synthetic-intra, synthetic-cross) or a protocol YAML file")
+    p.add_argument("--test-data", help="test on this dataset instead of --data's test split (cross-dataset)")
+    p.add_argument("--test-split", choices=["test", "all"], help="split of the test data (default test)")
     _add_model_args(p)
     p.add_argument("--devices", type=lambda s: s if s == "auto" else int(s), default=1)
     p.add_argument("--accelerator", default="auto", help="cpu, gpu or auto")
@@ -245,7 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("eval", help="evaluate a method or checkpoint on a dataset split")
     p.add_argument("method")
-    p.add_argument("--checkpoint", help="mmtrust checkpoint folder, or an official weights file")
+    p.add_argument("--checkpoint", help="mmtrust checkpoint folder, a training .ckpt, official:NAME (released weights in $MMTRUST_WEIGHTS, e.g. official:PURE) or a third-party weights file")
     p.add_argument("--untrained", action="store_true", help="allow random weights for a trainable method")
     p.add_argument("--data")
     p.add_argument("--split", default="test")
@@ -262,7 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("predict", help="run a method on your own files (rPPG: a video or frame folder)")
     p.add_argument("method")
     p.add_argument("inputs", nargs="+")
-    p.add_argument("--checkpoint", help="mmtrust checkpoint folder, or an official weights file")
+    p.add_argument("--checkpoint", help="mmtrust checkpoint folder, a training .ckpt, official:NAME (released weights in $MMTRUST_WEIGHTS, e.g. official:PURE) or a third-party weights file")
     p.add_argument("--untrained", action="store_true", help="allow random weights for a trainable method")
     p.add_argument("--fps", type=float, help="frame rate (frame folders; overrides the file's)")
     _add_model_args(p)

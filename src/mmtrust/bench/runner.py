@@ -23,6 +23,7 @@ __all__ = ["run_bench", "format_table", "environment"]
 
 HEADLINE = {  # per task: the metrics shown in the printed table, in order
     "rppg": ["MAE", "RMSE", "MAPE", "Pearson", "SNR"],
+    "singlecell": ["ARI", "NMI", "ASW", "acc", "ARI_rna", "acc_rna", "ARI_pca_rna", "ARI_concat"],
 }
 
 
@@ -44,6 +45,11 @@ def environment() -> dict[str, Any]:
     }
 
 
+def file_label(spec: str) -> str:
+    """A file-name-safe label of a method spec (``physmamba@official:PURE`` -> ``physmamba@official-PURE``)."""
+    return "".join(c if c.isalnum() or c in "@-." else "-" for c in spec)
+
+
 def _peak_rss_mb() -> float:
     kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return kb / 1024.0 if sys.platform != "darwin" else kb / 1024.0 / 1024.0
@@ -58,6 +64,29 @@ def _preset_for(entry: Any, preset: str | None, quick: bool) -> str:
     return "paper"
 
 
+def split_spec(spec: str) -> tuple[str, str | None]:
+    """``"physmamba@official:PURE"`` -> ``("physmamba", "official:PURE")``; a plain name -> ``(name, None)``."""
+    name, at, checkpoint = spec.partition("@")
+    return name.strip(), (checkpoint.strip() or None) if at else None
+
+
+def _bench_row(spec: str, preset: str | None, data: str | None, out_dir: Path, quick: bool) -> dict[str, Any]:
+    from ..registry import get_method, get_task
+
+    name, checkpoint = split_spec(spec)
+    entry = get_method(name)
+    task = get_task(entry.task)
+    if checkpoint:  # released or earlier-trained weights: evaluated as they are, in the architecture they fit
+        row = task.bench(entry, preset or "paper", data or entry.default_data, out_dir, quick,
+                         checkpoint=checkpoint, label=spec)
+    else:
+        row = task.bench(entry, _preset_for(entry, preset, quick), data or entry.default_data, out_dir, quick)
+    row["method"] = spec
+    row["task"] = entry.task
+    row["family"] = entry.family
+    return row
+
+
 def _worker(name: str, preset: str | None, data: str | None, out_dir: str, quick: bool, queue: Any) -> None:
     try:
         import logging
@@ -65,17 +94,11 @@ def _worker(name: str, preset: str | None, data: str | None, out_dir: str, quick
 
         import lightning.pytorch  # noqa: F401 - it sets its own log level on import; ours must come after
 
-        from ..registry import get_method, get_task
-
         logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
         warnings.filterwarnings("ignore", message=".*FastICA did not converge.*")
         warnings.filterwarnings("ignore", message=".*LeafSpec.*")
-        entry = get_method(name)
-        task = get_task(entry.task)
-        row = task.bench(entry, _preset_for(entry, preset, quick), data or entry.default_data, Path(out_dir), quick)
+        row = _bench_row(name, preset, data, Path(out_dir), quick)
         row["peak_rss_mb"] = round(_peak_rss_mb(), 1)
-        row["task"] = entry.task
-        row["family"] = entry.family
         queue.put(row)
     except BaseException as err:  # noqa: BLE001 - report, never take the whole benchmark down
         queue.put({"method": name, "error": f"{type(err).__name__}: {err}", "traceback": traceback.format_exc()})
@@ -106,15 +129,19 @@ def format_table(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]
         for m in HEADLINE.get(r.get("task", ""), sorted(r.get("metrics", {}))):
             if m not in metric_names:
                 metric_names.append(m)
-    header = ["method", "dataset", *metric_names, "params", "train s", "infer items/s", "peak MB"]
+    latency = any("clip_latency_s" in r for r in rows)
+    header = ["method", "dataset", *metric_names, "params", "train s", "infer items/s",
+              *(["clip s"] if latency else []), "peak MB"]
     body = []
     for r in rows:
         if "error" in r:
-            body.append([r["method"], "-", *(["error"] * len(metric_names)), "-", "-", "-", "-"])
+            body.append([r["method"], "-", *(["error"] * len(metric_names)), "-", "-", "-",
+                         *(["-"] if latency else []), "-"])
             continue
         vals = [f"{r['metrics'][m]:.2f}" if isinstance(r["metrics"].get(m), int | float) else "-" for m in metric_names]
+        lat = [f"{r['clip_latency_s']:.3g}" if "clip_latency_s" in r else "-"] if latency else []
         body.append([r["method"], r["dataset"], *vals, f"{r['params']:,}", f"{r['train_s']:.1f}",
-                     f"{r['infer_items_per_s']:.0f}", f"{r.get('peak_rss_mb', 0):.0f}"])
+                     f"{r['infer_items_per_s']:.0f}", *lat, f"{r.get('peak_rss_mb', 0):.0f}"])
     return header, body
 
 
@@ -127,8 +154,20 @@ def _markdown(rows: list[dict[str, Any]], env: dict[str, Any], plots: list[str])
     lines += ["| " + " | ".join(b) + " |" for b in body]
     lines += ["", "Metrics are computed on the test split only; trainable methods are trained on the train split "
               "and their epoch is chosen on the validation split. HR metrics are per video (bpm); SNR in dB. "
-              "`infer items/s` counts video frames for rPPG. Times are wall-clock on the machine above: compare "
+              "`infer items/s` counts video frames for rPPG; `clip s` is the median forward time of one model "
+              "clip (rPPG: chunk length x image size, batch 1). Times are wall-clock on the machine above: compare "
               "them as ratios within one report.", ""]
+    variants = [r for r in rows if "error" not in r and r.get("latency_variants")]
+    if variants:
+        lines += ["## Latency against reference implementations", "",
+                  "Forward time of one clip (median of repeated runs, same weights, same process); the ratio is "
+                  "reference / ours.", "", "| method | clip | ours s | reference | reference s | ratio |",
+                  "|---|---|---|---|---|---|"]
+        for r in variants:
+            for v in r["latency_variants"]:
+                lines.append(f"| {r['method']} | {r.get('clip_shape', '-')} | {r['clip_latency_s']:.3g} | {v['name']} | "
+                             f"{v['clip_latency_s']:.3g} | {v['ratio']:.1f}x |")
+        lines.append("")
     counts = [f"{r['method']}: {r['metrics'].get('n_videos', '?')} test items"
               + (f", {r['metrics']['n_skipped']} unreadable and skipped" if r["metrics"].get("n_skipped") else "")
               for r in rows if "error" not in r]
@@ -151,7 +190,7 @@ def run_bench(methods: list[str] | None = None, data: str | None = None, out_dir
 
     names = methods or list_methods()
     for n in names:
-        get_method(n)  # unknown names fail here, before any work, with the list of known ones
+        get_method(split_spec(n)[0])  # unknown names fail here, before any work, with the list of known ones
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
@@ -161,12 +200,8 @@ def run_bench(methods: list[str] | None = None, data: str | None = None, out_dir
         t0 = time.perf_counter()
         row = _run_isolated(name, preset, data, out_dir, quick) if isolate else None
         if row is None:
-            from ..registry import get_task
-
-            entry = get_method(name)
-            row = get_task(entry.task).bench(entry, _preset_for(entry, preset, quick),
-                                             data or entry.default_data, out_dir, quick)
-            row.update(task=entry.task, family=entry.family, peak_rss_mb=round(_peak_rss_mb(), 1))
+            row = _bench_row(name, preset, data, out_dir, quick)
+            row["peak_rss_mb"] = round(_peak_rss_mb(), 1)
         row["wall_s"] = round(time.perf_counter() - t0, 2)
         if progress:
             msg = row.get("error") or ", ".join(f"{k} {v:.2f}" for k, v in row["metrics"].items()
@@ -175,8 +210,9 @@ def run_bench(methods: list[str] | None = None, data: str | None = None, out_dir
         rows.append(row)
     env = environment()
     done = {r["method"] for r in rows if "error" not in r}
+    done_files = {file_label(m) for m in done}
     plots = [p.name for pattern in ("*_hr.png", "*_pulse.png") for p in sorted(out_dir.glob(pattern))
-             if p.name.rsplit("_", 1)[0] in done]
+             if p.name.rsplit("_", 1)[0] in done_files]
     by_task: dict[str, list[dict[str, Any]]] = {}
     for r in rows:
         if "error" not in r:

@@ -9,6 +9,7 @@ DiffNormalized signals), so numbers from all methods are comparable. Metrics are
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import time
 import warnings
@@ -103,6 +104,30 @@ def run_on_video(model: torch.nn.Module, video: RPPGVideo, batch_size: int = 4) 
     outs = [model(clips[i : i + batch_size].contiguous(), fs=video.fs) for i in range(0, n, batch_size)]
     pred = torch.cat(outs).reshape(-1).cpu().numpy()  # (n * L,)
     return pred.astype(np.float64), y[: n * chunk].astype(np.float64)
+
+
+def clip_shape(model: torch.nn.Module) -> str:
+    """The input of one benchmarked clip: ``3x128x128x128`` (channels x frames x height x width)."""
+    return f"3x{model.chunk_length or 128}x{model.image_size}x{model.image_size}"
+
+
+@torch.inference_mode()
+def clip_latency(model: torch.nn.Module, repeats: int = 3, seed: int = 0) -> float:
+    """Median wall time (s) of one forward pass on one clip (batch 1, ``chunk_length`` frames, 128 for
+    whole-video methods, at ``image_size``), after one warm-up pass."""
+    g = torch.Generator().manual_seed(seed)
+    t, s = model.chunk_length or 128, model.image_size
+    x = torch.randn(1, 3, t, s, s, generator=g)
+    if model.input_type == "raw":
+        x = (120 + 10 * x).clamp(0, 255)
+    model.eval()
+    model(x)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        model(x)
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
 
 
 @dataclass
@@ -289,16 +314,28 @@ class RPPGTask:
                 "face_found": bool(info.get("face_found", True)), "plot": str(png)}
 
     # ------------------------------------------------------------------ benchmark
-    def bench(self, entry: Any, preset: str, data: str, out_dir: Path, quick: bool) -> dict[str, Any]:
-        """One benchmark row: train if trainable (train/val splits), then evaluate on the test split."""
+    def bench(self, entry: Any, preset: str, data: str, out_dir: Path, quick: bool,
+              checkpoint: str | None = None, label: str | None = None) -> dict[str, Any]:
+        """One benchmark row: train if trainable (train/val splits), then evaluate on the test split.
+
+        With ``checkpoint`` (an mmtrust checkpoint, ``official:NAME`` or a weights file) nothing is trained:
+        the loaded model is evaluated as it is.
+        """
+        from ..bench.runner import file_label
         from ..config import build_config, config_to_dict
+        from ..engine.loading import load_model
         from .plots import plot_hr_scatter, plot_pulse
 
-        cfg = build_config(entry.config_cls, entry.presets, preset)
-        torch.manual_seed(getattr(getattr(cfg, "train", None), "seed", 0))
-        model = entry.model_cls(cfg)
+        label = label or entry.name
         train_s = 0.0
-        if entry.trainable:
+        if checkpoint:
+            model, preset, _ = load_model(entry.name, checkpoint, preset=preset)
+            cfg = model.cfg
+        else:
+            cfg = build_config(entry.config_cls, entry.presets, preset)
+            torch.manual_seed(getattr(getattr(cfg, "train", None), "seed", 0))
+            model = entry.model_cls(cfg)
+        if entry.trainable and not checkpoint:
             scratch = out_dir / "train" / entry.name  # the benchmark's own scratch run, redone each time
             shutil.rmtree(scratch, ignore_errors=True)
             res = self.train(model, cfg, data, scratch, progress=False)
@@ -308,14 +345,27 @@ class RPPGTask:
         metrics, per_video = self.evaluate(model, test)
         infer_s = time.perf_counter() - t0
         frames = sum(len(r.label) for r in per_video)
-        plot_hr_scatter(out_dir / f"{entry.name}_hr.png", [r.hr_gt for r in per_video],
-                        [r.hr_pred for r in per_video], title=f"{entry.name} on {data} (test)")
+        stem = file_label(label)
+        plot_hr_scatter(out_dir / f"{stem}_hr.png", [r.hr_gt for r in per_video],
+                        [r.hr_pred for r in per_video], title=f"{label} on {data} (test)")
         first = per_video[0]
         freqs, power = power_spectrum(first.pulse, first.fs)
-        plot_pulse(out_dir / f"{entry.name}_pulse.png", first.pulse, first.fs, freqs, power, first.hr_pred,
-                   title=f"{entry.name}, {first.id}: predicted {first.hr_pred:.1f} bpm, reference {first.hr_gt:.1f}")
+        plot_pulse(out_dir / f"{stem}_pulse.png", first.pulse, first.fs, freqs, power, first.hr_pred,
+                   title=f"{label}, {first.id}: predicted {first.hr_pred:.1f} bpm, reference {first.hr_gt:.1f}")
+        latency = clip_latency(model, repeats=3 if quick else 5)
+        variants = []
+        for vname, overrides in (getattr(model, "latency_variants", None) or {}).items():
+            ref = type(model)(dataclasses.replace(cfg, **overrides))
+            ref.load_state_dict(model.state_dict(), strict=True)
+            ref_s = clip_latency(ref, repeats=3)
+            variants.append({"name": vname, "overrides": overrides, "clip_latency_s": round(ref_s, 4),
+                             "ratio": round(ref_s / max(latency, 1e-9), 2)})
         return {
-            "method": entry.name,
+            "method": label,
+            "checkpoint": checkpoint,
+            "clip_latency_s": round(latency, 4),
+            "clip_shape": clip_shape(model),
+            "latency_variants": variants,
             "dataset": data,
             "split": "test",
             "preset": preset,

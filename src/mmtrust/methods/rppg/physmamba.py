@@ -99,6 +99,7 @@ from mmtrust.methods.rppg.base import RPPGModel
 from mmtrust.nn.mamba import BiMamba
 from mmtrust.registry import Paper, register_method
 from mmtrust.tasks.rppg import RPPGRecipe
+from mmtrust.weights import OfficialWeights
 
 __all__ = [
     "PhysMambaConfig",
@@ -115,6 +116,9 @@ __all__ = [
 _SIDE_MULTIPLE = 16
 #: slow stream at T/4, upsampled x2 twice
 _T_MULTIPLE = 4
+
+#: where the rPPG-Toolbox released weights are published (RAIL licence; never bundled or downloaded)
+_RELEASE = 'https://github.com/ubicomplab/rPPG-Toolbox/tree/main/final_model_release (also Chaoqi31/PhysMamba)'
 
 
 @dataclass
@@ -354,6 +358,15 @@ def _temporal_up(cin: int, cout: int) -> nn.Sequential:
 class PhysMamba(RPPGModel):
     """PhysMamba (Luo et al., CCBR 2024): SlowFast Temporal-Difference Mamba from DiffNormalized video to rPPG."""
 
+    #: the benchmark also times these configurations with the same weights and reports the ratio: the
+    #: straightforward port of the official code (its op order, the sequential ``selective_scan_ref``)
+    latency_variants = {"straightforward port (sequential selective_scan_ref)": {"scan": "ref"}}
+    #: released rPPG-Toolbox checkpoints, loadable as ``--checkpoint official:NAME`` (see mmtrust.weights)
+    official_weights = {
+        "PURE": OfficialWeights("PURE_PhysMamba_DiffNormalized.pth", _RELEASE, "PURE", "RAIL"),
+        "UBFC-rPPG": OfficialWeights("UBFC-rPPG_PhysMamba_DiffNormalized.pth", _RELEASE, "UBFC-rPPG", "RAIL",
+                                     aliases=("UBFC",)),
+    }
     input_type = "diffnormalized"
     output_type = "diffnormalized"
     #: the training recipe (RPPGTask.train uses it): negative Pearson with the batch-global label quirk

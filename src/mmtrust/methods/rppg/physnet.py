@@ -74,6 +74,7 @@ from torch import Tensor, nn
 from mmtrust.config import TrainSettings
 from mmtrust.methods.rppg.base import RPPGModel
 from mmtrust.registry import Paper, register_method
+from mmtrust.weights import OfficialWeights
 
 __all__ = ["PhysNetConfig", "PhysNet", "load_official"]
 
@@ -81,6 +82,9 @@ __all__ = ["PhysNetConfig", "PhysNet", "load_official"]
 _MIN_SIDE = 16
 #: temporal halvings (two MaxpoolSpaTem) undone by two stride-2 transposed convolutions
 _T_MULTIPLE = 4
+
+#: where the rPPG-Toolbox released weights are published (RAIL licence; never bundled or downloaded)
+_RELEASE = 'https://github.com/ubicomplab/rPPG-Toolbox/tree/main/final_model_release'
 
 
 @dataclass
@@ -162,6 +166,12 @@ def _temporal_up(ch: int) -> nn.Sequential:
 class PhysNet(RPPGModel):
     """PhysNet (Yu et al., BMVC 2019): 3-D CNN encoder-decoder from DiffNormalized video to rPPG."""
 
+    #: released rPPG-Toolbox checkpoints, loadable as ``--checkpoint official:NAME`` (see mmtrust.weights)
+    official_weights = {
+        "PURE": OfficialWeights("PURE_PhysNet_DiffNormalized.pth", _RELEASE, "PURE", "RAIL"),
+        "UBFC-rPPG": OfficialWeights("UBFC-rPPG_PhysNet_DiffNormalized.pth", _RELEASE, "UBFC-rPPG", "RAIL",
+                                     aliases=("UBFC",)),
+    }
     input_type = "diffnormalized"
     output_type = "diffnormalized"
 
