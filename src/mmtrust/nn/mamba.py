@@ -306,6 +306,11 @@ def _cuda_scan_fn():
     return _CUDA_SCAN[0]
 
 
+def _kernel_for(x: Tensor):
+    """The fused CUDA scan to use for tensors like ``x`` (on a GPU with ``mamba_ssm`` installed), else None."""
+    return _cuda_scan_fn() if x.is_cuda else None
+
+
 def selective_scan(
     u,
     delta,
@@ -397,6 +402,8 @@ class BiMamba(nn.Module):
         self.d_inner = int(expand * d_model)
         self.dt_rank = math.ceil(d_model / 16) if dt_rank == "auto" else int(dt_rank)
         self.scan = scan
+        #: on a GPU with ``mamba_ssm`` installed, run the fast path's scan in its fused CUDA kernel
+        self.use_cuda_kernel = True
         d_inner, rank = self.d_inner, self.dt_rank
 
         # registration order follows the official module, so state_dict keys come in the same order
@@ -479,8 +486,18 @@ class BiMamba(nn.Module):
                 delta_softplus=True,
             )
             return y.transpose(1, 2)
-        # fast: everything token-major, no (B, D, L) transposes
         x, z = xz.chunk(2, dim=-1)
+        kernel = _kernel_for(x) if self.use_cuda_kernel else None
+        if kernel is not None:  # mamba_ssm's fused CUDA scan: (B, D, L) layout, D-skip and z-gate inside
+            u = F.silu(_causal_depthwise_conv(x, conv.weight, conv.bias))
+            x_dbl = F.linear(u, x_proj.weight)  # (B, L, dt_rank + 2N)
+            dt, b, c = torch.split(x_dbl, [self.dt_rank, self.d_state, self.d_state], dim=-1)
+            delta = F.linear(dt, dt_proj.weight)  # (B, L, D), softplus(delta + bias) inside the kernel
+            y = kernel(*(t.transpose(1, 2).contiguous() for t in (u, delta)), A,
+                       *(t.transpose(1, 2).contiguous() for t in (b, c)), d.float(),
+                       z.transpose(1, 2).contiguous(), dt_proj.bias.float(), True)
+            return y.transpose(1, 2)  # (B, L, D)
+        # fast: everything token-major, no (B, D, L) transposes
         ct = torch.float64 if x.dtype == torch.float64 else torch.float32
         u = F.silu(_causal_depthwise_conv(x, conv.weight, conv.bias))
         x_dbl = F.linear(u, x_proj.weight)  # (B, L, dt_rank + 2N)
