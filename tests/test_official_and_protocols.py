@@ -132,3 +132,21 @@ def test_official_physmamba_by_name(monkeypatch):
     monkeypatch.setenv("MMTRUST_WEIGHTS", str(SHARED.parent) + os.pathsep + "/nonexistent")
     model = mmtrust.load_checkpoint("official:PURE", method="physmamba")
     assert sum(p.numel() for p in model.parameters()) == 728_769
+
+
+def test_bench_skips_a_method_whose_extra_is_missing(data, tmp_path, monkeypatch):
+    from mmtrust._deps import MissingExtraError
+    from mmtrust.tasks.rppg import RPPGTask
+
+    def needs_extra(self, entry, *a, **k):
+        if entry.name == "green":
+            raise MissingExtraError('this feature needs the optional package \'scanpy\': pip install "mmtrust[x]"')
+        return real(self, entry, *a, **k)
+
+    real = RPPGTask.bench
+    monkeypatch.setattr(RPPGTask, "bench", needs_extra)
+    res = run_bench(["green", "pos"], data=str(data), out_dir=tmp_path / "b", isolate=False, progress=False)
+    green, pos = res["rows"]
+    assert "mmtrust[x]" in green["unavailable"] and green["task"] == "rppg" and "metrics" in pos
+    report = (tmp_path / "b" / "report.md").read_text()
+    assert "## Skipped" in report and "## rppg" in report and "## Failures" not in report

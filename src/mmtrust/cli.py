@@ -164,12 +164,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from .bench.runner import format_table, run_bench
+    from .bench.runner import run_bench, tables
 
     methods = [m.strip() for m in args.methods.split(",")] if args.methods else None
     res = run_bench(methods, args.data, args.out, quick=args.quick, preset=args.preset)
-    header, body = format_table(res["rows"])
-    _print_table("mmtrust benchmark (test split)", header, body)
+    for task, header, body in tables(res["rows"]):
+        _print_table(f"mmtrust benchmark: {task} (test split)", header, body)
     print(f"report: {Path(args.out) / 'report.md'}")
     return 1 if any("error" in r for r in res["rows"]) else 0
 

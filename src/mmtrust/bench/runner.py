@@ -17,13 +17,15 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from .._deps import MissingExtraError
 from ..data.cache import atomic_path
 
-__all__ = ["run_bench", "format_table", "environment"]
+__all__ = ["run_bench", "format_table", "tables", "environment", "split_spec"]
 
 HEADLINE = {  # per task: the metrics shown in the printed table, in order
     "rppg": ["MAE", "RMSE", "MAPE", "Pearson", "SNR"],
     "singlecell": ["ARI", "NMI", "ASW", "acc", "ARI_rna", "acc_rna", "ARI_pca_rna", "ARI_concat"],
+    "attack": ["ASR", "l2_mean", "linf_mean", "PSNR", "SSIM", "iters_mean", "attack_s"],
 }
 
 
@@ -100,6 +102,8 @@ def _worker(name: str, preset: str | None, data: str | None, out_dir: str, quick
         row = _bench_row(name, preset, data, Path(out_dir), quick)
         row["peak_rss_mb"] = round(_peak_rss_mb(), 1)
         queue.put(row)
+    except MissingExtraError as err:  # an optional package is not installed: say which, don't fail
+        queue.put({"method": name, "unavailable": str(err)})
     except BaseException as err:  # noqa: BLE001 - report, never take the whole benchmark down
         queue.put({"method": name, "error": f"{type(err).__name__}: {err}", "traceback": traceback.format_exc()})
 
@@ -134,9 +138,9 @@ def format_table(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]
               *(["clip s"] if latency else []), "peak MB"]
     body = []
     for r in rows:
-        if "error" in r:
-            body.append([r["method"], "-", *(["error"] * len(metric_names)), "-", "-", "-",
-                         *(["-"] if latency else []), "-"])
+        if "error" in r or "unavailable" in r:
+            body.append([r["method"], "-", *(["error" if "error" in r else "skipped"] * len(metric_names)),
+                         "-", "-", "-", *(["-"] if latency else []), "-"])
             continue
         vals = [f"{r['metrics'][m]:.2f}" if isinstance(r["metrics"].get(m), int | float) else "-" for m in metric_names]
         lat = [f"{r['clip_latency_s']:.3g}" if "clip_latency_s" in r else "-"] if latency else []
@@ -145,14 +149,22 @@ def format_table(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]
     return header, body
 
 
+def tables(rows: list[dict[str, Any]]) -> list[tuple[str, list[str], list[list[str]]]]:
+    """One ``(task, header, body)`` table per task, in the order tasks first appear."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault(r.get("task") or "other", []).append(r)
+    return [(task, *format_table(rs)) for task, rs in groups.items()]
+
+
 def _markdown(rows: list[dict[str, Any]], env: dict[str, Any], plots: list[str]) -> str:
-    header, body = format_table(rows)
     lines = ["# mmtrust benchmark", "",
              f"{env['time_utc']} · mmtrust {env['mmtrust']} · torch {env['torch']} · {env['cpu_count']} CPUs "
-             f"({env['processor']}) · CUDA {env['cuda']}", "",
-             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(b) + " |" for b in body]
-    lines += ["", "Metrics are computed on the test split only; trainable methods are trained on the train split "
+             f"({env['processor']}) · CUDA {env['cuda']}", ""]
+    for task, header, body in tables(rows):
+        lines += [f"## {task}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        lines += ["| " + " | ".join(b) + " |" for b in body] + [""]
+    lines += ["Metrics are computed on the test split only; trainable methods are trained on the train split "
               "and their epoch is chosen on the validation split. HR metrics are per video (bpm); SNR in dB. "
               "`infer items/s` counts video frames for rPPG; `clip s` is the median forward time of one model "
               "clip (rPPG: chunk length x image size, batch 1). Times are wall-clock on the machine above: compare "
@@ -170,9 +182,12 @@ def _markdown(rows: list[dict[str, Any]], env: dict[str, Any], plots: list[str])
         lines.append("")
     counts = [f"{r['method']}: {r['metrics'].get('n_videos', '?')} test items"
               + (f", {r['metrics']['n_skipped']} unreadable and skipped" if r["metrics"].get("n_skipped") else "")
-              for r in rows if "error" not in r]
+              for r in rows if "error" not in r and "unavailable" not in r]
     if counts:
         lines += ["Test items per method: " + "; ".join(counts) + ".", ""]
+    skipped = [r for r in rows if "unavailable" in r]
+    if skipped:
+        lines += ["## Skipped", ""] + [f"- `{r['method']}`: {r['unavailable']}" for r in skipped] + [""]
     errors = [r for r in rows if "error" in r]
     if errors:
         lines += ["## Failures", ""] + [f"- `{r['method']}`: {r['error']}" for r in errors] + [""]
@@ -200,22 +215,26 @@ def run_bench(methods: list[str] | None = None, data: str | None = None, out_dir
         t0 = time.perf_counter()
         row = _run_isolated(name, preset, data, out_dir, quick) if isolate else None
         if row is None:
-            row = _bench_row(name, preset, data, out_dir, quick)
-            row["peak_rss_mb"] = round(_peak_rss_mb(), 1)
+            try:
+                row = _bench_row(name, preset, data, out_dir, quick)
+                row["peak_rss_mb"] = round(_peak_rss_mb(), 1)
+            except MissingExtraError as err:
+                row = {"method": name, "unavailable": str(err)}
         row["wall_s"] = round(time.perf_counter() - t0, 2)
+        row.setdefault("task", get_method(split_spec(name)[0]).task)
         if progress:
-            msg = row.get("error") or ", ".join(f"{k} {v:.2f}" for k, v in row["metrics"].items()
+            msg = row.get("error") or row.get("unavailable") or ", ".join(f"{k} {v:.2f}" for k, v in row["metrics"].items()
                                                  if k in HEADLINE.get(row.get("task", ""), []))
             print(f"      {msg}", flush=True)
         rows.append(row)
     env = environment()
-    done = {r["method"] for r in rows if "error" not in r}
+    done = {r["method"] for r in rows if "error" not in r and "unavailable" not in r}
     done_files = {file_label(m) for m in done}
     plots = [p.name for pattern in ("*_hr.png", "*_pulse.png") for p in sorted(out_dir.glob(pattern))
              if p.name.rsplit("_", 1)[0] in done_files]
     by_task: dict[str, list[dict[str, Any]]] = {}
     for r in rows:
-        if "error" not in r:
+        if "error" not in r and "unavailable" not in r:
             by_task.setdefault(r["task"], []).append(r)
     for task, trs in by_task.items():
         first = HEADLINE.get(task, [next(iter(trs[0]["metrics"]))])[0]
