@@ -1,4 +1,4 @@
-"""The ``mmtrust`` command line: list, train, eval, predict, bench, demo.
+"""The ``mmtrust`` command line: list, train, eval, predict, bench, demo, faces.
 
 Thin by design: every subcommand looks the method up in the registry and hands the work to the method's
 task (``mmtrust.tasks``); no subcommand knows a method by name.
@@ -252,6 +252,11 @@ def build_parser() -> argparse.ArgumentParser:
                                 "else its tiny one; without --quick the paper preset)")
         p.add_argument("--out", default="runs/bench" if name == "bench" else "runs/demo")
         p.set_defaults(func=cmd_bench if name == "bench" else cmd_demo)
+
+    # commands owned by a family's module (each adds its own sub-parser)
+    from .data.faces.inspect import add_cli as add_faces_cli
+
+    add_faces_cli(sub)
     return ap
 
 

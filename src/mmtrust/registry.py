@@ -114,6 +114,8 @@ _PLUGIN_MODULES = (
     "mmtrust.data.rppg_datasets",
     "mmtrust.data.synthetic_rppg",
     "mmtrust.tasks.rppg",
+    "mmtrust.data.synthetic_deepfake",
+    "mmtrust.data.forgery_datasets",
 )
 _loaded = False
 

@@ -30,6 +30,9 @@ from sklearn.metrics import roc_auc_score, roc_curve
 
 __all__ = [
     "accuracy",
+    "aggregate_by_video",
+    "average_precision",
+    "forgery_report",
     "binary_auc",
     "binary_report",
     "eer",
@@ -181,4 +184,58 @@ def binary_report(
     out.update(error_rates(s, y, thr))
     out["threshold_source"] = source
     out["n_attack"], out["n_bonafide"] = int(y.sum()), int((1 - y).sum())
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------
+# Forgery detection (frame- and video-level), DeepfakeBench conventions: 1 = fake, ACC at 0.5,
+# video score = mean of the video's frame scores.
+
+
+def average_precision(scores: Any, labels: Any) -> float:
+    """Average precision (area under the precision-recall curve, sklearn's step definition). ``(N,)``."""
+    from sklearn.metrics import average_precision_score
+
+    s, y = _check(scores, labels)
+    return float(average_precision_score(y, s))
+
+
+def aggregate_by_video(scores: Any, labels: Any, videos: Any) -> tuple[np.ndarray, np.ndarray, list[Any]]:
+    """Per-video mean of frame ``scores`` ``(N,)``: ``(video_scores (V,), video_labels (V,), video_ids)``.
+
+    ``videos`` ``(N,)`` names the video of each frame; videos are listed in order of first appearance.
+    A video whose frames carry different labels is an error.
+    """
+    s, y = _check(scores, labels, both_classes=False)
+    vids = list(videos.tolist() if hasattr(videos, "tolist") else videos)
+    if len(vids) != len(s):
+        raise ValueError(f"videos must have one entry per score, got {len(vids)} for {len(s)} scores")
+    order: dict[Any, int] = {}
+    for v in vids:
+        order.setdefault(v, len(order))
+    idx = np.array([order[v] for v in vids], np.int64)
+    n = len(order)
+    sums = np.bincount(idx, weights=s, minlength=n)
+    cnt = np.bincount(idx, minlength=n)
+    lab_sum = np.bincount(idx, weights=y, minlength=n)
+    mixed = (lab_sum != 0) & (lab_sum != cnt)
+    if mixed.any():
+        bad = [v for v, i in order.items() if mixed[i]][:3]
+        raise ValueError(f"video(s) {bad} hold frames with different labels; a video has one label")
+    return sums / cnt, (lab_sum > 0).astype(np.int64), list(order)
+
+
+def forgery_report(scores: Any, labels: Any, videos: Any | None = None, threshold: float = 0.5) -> dict[str, Any]:
+    """Frame-level ``AUC``, ``EER``, ``ACC`` (at ``threshold``), ``AP``; with ``videos`` also
+    ``video_AUC``, ``video_EER``, ``video_ACC``, ``video_AP`` over per-video mean scores."""
+    s, y = _check(scores, labels)
+    out: dict[str, Any] = {"AUC": binary_auc(s, y), "EER": eer(s, y)[0], "ACC": accuracy(s, y, threshold),
+                           "AP": average_precision(s, y), "n_frames": int(len(s)), "n_fake": int(y.sum()),
+                           "n_real": int((1 - y).sum())}
+    if videos is not None:
+        vs, vy, ids = aggregate_by_video(s, y, videos)
+        out["n_videos"] = len(ids)
+        if vy.min() != vy.max():
+            out.update({"video_AUC": binary_auc(vs, vy), "video_EER": eer(vs, vy)[0],
+                        "video_ACC": accuracy(vs, vy, threshold), "video_AP": average_precision(vs, vy)})
     return out
