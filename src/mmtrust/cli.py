@@ -117,7 +117,6 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from .registry import get_method, get_task
-    from .tasks.plots import plot_hr_scatter
 
     model, preset, _ = _load_model(args.method, args.checkpoint, args.preset, args.config, args.set,
                                    untrained=args.untrained)
@@ -125,17 +124,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
     task = get_task(entry.task)
     data = args.data or entry.default_data
     ds = task.load_data(data, args.split, model.image_size, progress=not args.no_progress)
-    metrics, per_video = task.evaluate(model, ds, window_s=args.window,
-                                       **({"hr_config": _hr(args.hr)} if args.hr else {}))
+    settings = {}  # evaluation options (rPPG: windows, HR read-out); each task takes the ones it knows
+    if args.window:
+        settings["window_s"] = args.window
+    if args.hr:
+        settings["hr_config"] = _hr(args.hr)
+    metrics, details = task.evaluate(model, ds, **settings)
     out = Path(args.out or f"runs/{args.method}/eval")
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "metrics.json").write_text(json.dumps({"method": args.method, "data": data, "split": args.split,
-                                                  "hr_setting": args.hr or "toolbox", "window_s": args.window,
-                                                  "metrics": metrics,
-                                                  "per_video": [{"id": r.id, "hr_pred": r.hr_pred, "hr_gt": r.hr_gt}
-                                                                for r in per_video]}, indent=2))
-    plot_hr_scatter(out / "hr.png", [r.hr_gt for r in per_video], [r.hr_pred for r in per_video],
-                    title=f"{args.method} on {data} ({args.split})")
+    task.write_eval(out, args.method, data, args.split, metrics, details, ds,
+                    hr_setting=args.hr or "toolbox", window_s=args.window)
     _print_metrics(f"{args.method} on {data} ({args.split} split)", metrics)
     print(f"results: {out}")
     return 0

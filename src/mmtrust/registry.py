@@ -116,6 +116,9 @@ _PLUGIN_MODULES = (
     "mmtrust.tasks.rppg",
     "mmtrust.data.synthetic_deepfake",
     "mmtrust.data.forgery_datasets",
+    "mmtrust.methods.singlecell.scfusionttt",
+    "mmtrust.data.citeseq",
+    "mmtrust.tasks.singlecell",
 )
 _loaded = False
 

@@ -149,6 +149,20 @@ def format_table(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]
     return header, body
 
 
+def _n_items(metrics: dict[str, Any]) -> Any:
+    return next((metrics[k] for k in ("n_videos", "n_cells", "n_images", "n_items") if k in metrics), "?")
+
+
+def _task_note(task: str | None) -> str:
+    """The task's own sentence on how its numbers are computed (``bench_note`` on the task class)."""
+    from ..registry import get_task
+
+    try:
+        return str(getattr(get_task(task), "bench_note", "")) if task else ""
+    except KeyError:
+        return ""
+
+
 def tables(rows: list[dict[str, Any]]) -> list[tuple[str, list[str], list[list[str]]]]:
     """One ``(task, header, body)`` table per task, in the order tasks first appear."""
     groups: dict[str, list[dict[str, Any]]] = {}
@@ -165,10 +179,14 @@ def _markdown(rows: list[dict[str, Any]], env: dict[str, Any], plots: list[str])
         lines += [f"## {task}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         lines += ["| " + " | ".join(b) + " |" for b in body] + [""]
     lines += ["Metrics are computed on the test split only; trainable methods are trained on the train split "
-              "and their epoch is chosen on the validation split. HR metrics are per video (bpm); SNR in dB. "
-              "`infer items/s` counts video frames for rPPG; `clip s` is the median forward time of one model "
-              "clip (rPPG: chunk length x image size, batch 1). Times are wall-clock on the machine above: compare "
-              "them as ratios within one report.", ""]
+              "and their epoch is chosen on the validation split. `infer items/s` counts the task's items "
+              "(rPPG: video frames); `clip s` is the median forward time of one model clip (rPPG: chunk length x "
+              "image size, batch 1). Times are wall-clock on the machine above: compare them as ratios within "
+              "one report.", ""]
+    for task in dict.fromkeys(r.get("task") for r in rows):
+        note = _task_note(task)
+        if note:
+            lines += [f"{task}: {note}", ""]
     variants = [r for r in rows if "error" not in r and r.get("latency_variants")]
     if variants:
         lines += ["## Latency against reference implementations", "",
@@ -180,7 +198,7 @@ def _markdown(rows: list[dict[str, Any]], env: dict[str, Any], plots: list[str])
                 lines.append(f"| {r['method']} | {r.get('clip_shape', '-')} | {r['clip_latency_s']:.3g} | {v['name']} | "
                              f"{v['clip_latency_s']:.3g} | {v['ratio']:.1f}x |")
         lines.append("")
-    counts = [f"{r['method']}: {r['metrics'].get('n_videos', '?')} test items"
+    counts = [f"{r['method']}: {_n_items(r['metrics'])} test items"
               + (f", {r['metrics']['n_skipped']} unreadable and skipped" if r["metrics"].get("n_skipped") else "")
               for r in rows if "error" not in r and "unavailable" not in r]
     if counts:

@@ -146,6 +146,8 @@ class RPPGTask:
     """Train / evaluate / predict for rPPG methods."""
 
     recipe_cls = RPPGRecipe
+    bench_note = ("HR metrics are per video (bpm), read by the same estimator for every method (toolbox settings: "
+                  "0.6-3.3 Hz, order-1 Butterworth, periodogram peak); SNR in dB.")
 
     # ------------------------------------------------------------------ contract
     def example_batch(self, model: torch.nn.Module, batch_size: int = 2, seed: int = 0):
@@ -262,6 +264,23 @@ class RPPGTask:
         metrics["n_videos"] = len(results)
         metrics["n_skipped"] = len(getattr(dataset, "skipped", []))  # unreadable videos, warned about
         return metrics, results
+
+    def write_eval(self, out_dir: str | Path, method: str, data: str, split: str, metrics: dict[str, Any],
+                   details: list[VideoResult], dataset: Any, **settings: Any) -> Path:
+        """``metrics.json`` (metrics, evaluation settings, per-video HRs) and ``hr.png`` (scatter + Bland-Altman)."""
+        import json
+
+        from .plots import plot_hr_scatter
+
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        with atomic_path(out / "metrics.json") as tmp:
+            tmp.write_text(json.dumps({"method": method, "data": data, "split": split, **settings, "metrics": metrics,
+                                       "per_video": [{"id": r.id, "hr_pred": r.hr_pred, "hr_gt": r.hr_gt}
+                                                     for r in details]}, indent=2, default=float))
+        plot_hr_scatter(out / "hr.png", [r.hr_gt for r in details], [r.hr_pred for r in details],
+                        title=f"{method} on {data} ({split})")
+        return out / "metrics.json"
 
     # ------------------------------------------------------------------ predict on a user's file
     def predict(self, model: torch.nn.Module, input_path: str | Path, out_dir: str | Path, fs: float | None = None,

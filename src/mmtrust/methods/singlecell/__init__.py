@@ -1,0 +1,1 @@
+"""Single-cell multi-omics methods."""
