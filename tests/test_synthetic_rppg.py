@@ -138,6 +138,75 @@ def test_pulse_is_in_the_pixels(still_root: Path) -> None:
     assert max(errors.values()) <= 3.0, errors
 
 
+def test_heart_rate_varies_but_label_peak_stays(tiny_root: Path) -> None:
+    """HRV (version 3): the beat-to-beat interval varies, the padded spectral peak stays at the true HR."""
+    cfg = sr.SyntheticRPPGConfig.preset("quick")
+    for i, hr in enumerate((55.0, 62.5, 78.0, 96.0, 119.0)):
+        cond = sr._draw_conditions(cfg, np.random.default_rng(i))
+        assert 2.0 <= cond["rsa_bpm"] <= 6.0 and 0.18 <= cond["respiration_hz"] <= 0.35
+        ppg = sr._ppg_hrv(cfg, hr, cond, 100 + i, cfg.n_frames)
+        assert abs(ppg.mean()) < 1e-9 and abs(ppg.std() - 1.0) < 1e-9
+        peak, _ = _fft_peak_bpm(ppg, cfg.fps, lo=0.5, hi=4.0, pad=8)
+        assert abs(peak - hr) <= 1.5, (hr, peak)
+        # systolic peaks: local maxima above the median, at least 0.6 beat apart
+        up = np.flatnonzero((ppg[1:-1] > ppg[:-2]) & (ppg[1:-1] >= ppg[2:]) & (ppg[1:-1] > 0.5)) + 1
+        keep = [up[0]]
+        for j in up[1:]:
+            if j - keep[-1] >= 0.6 * cfg.fps * 60.0 / hr:
+                keep.append(j)
+        ibi = np.diff(keep) / cfg.fps
+        assert abs(60.0 / np.median(ibi) - hr) < 0.1 * hr and np.ptp(ibi[ibi < 1.5 * np.median(ibi)]) > 0.02, hr
+    # hrv = 0 (the "constant-hr" domain): the clean constant-rate trace of version 2
+    flat = sr.make_config("quick", "constant-hr")
+    cond = sr._draw_conditions(flat, np.random.default_rng(0))
+    assert cond["rsa_bpm"] == cond["lf_hrv_bpm"] == 0.0
+    np.testing.assert_array_equal(sr._ppg_hrv(flat, 70.0, cond, 5, flat.n_frames),
+                                  sr._ppg(flat.duration_s, flat.fps, 70.0, 5, flat.n_frames))
+
+
+def test_rendered_pulse_is_dispersed() -> None:
+    """Version 3: the face shows the label PPG averaged over arrival delays: weaker harmonics, same HR."""
+    ppg = sr._ppg(20.0, 30.0, 65.0, 1, 600)
+    assert sr._disperse(ppg, 30.0, 0.0) is ppg
+
+    def h2_over_h1(x: np.ndarray) -> float:
+        spec = np.abs(np.fft.rfft(x * np.hanning(x.size), 8 * x.size))
+        f = np.fft.rfftfreq(8 * x.size, 1 / 30.0) * 60.0
+        return float(spec[np.abs(f - 130.0) < 3].max() / spec[np.abs(f - 65.0) < 3].max())
+
+    face = sr._disperse(ppg, 30.0, sr.SyntheticRPPGConfig().pulse_dispersion_s)
+    assert h2_over_h1(face) < 0.75 * h2_over_h1(ppg)
+    assert abs(_fft_peak_bpm(face, 30.0, lo=0.5, hi=4.0, pad=8)[0] - 65.0) <= 1.0
+
+
+def test_auto_exposure_and_sensor_noise(tmp_path: Path) -> None:
+    """Version 3 camera: a dark face is exposed up towards mid-grey (noise after the gain, x sqrt(gain)),
+    and the per-pixel noise is that of a sharper sensor binned down to the frame."""
+    dark = dict(SMALL, skin_tone=6.0, variation=0.0)
+    auto = sr.build_synthetic_rppg(sr.make_config("tiny", **dark), root=tmp_path / "auto", progress=False)
+    fixed = sr.build_synthetic_rppg(sr.make_config("tiny", "v2-camera", **dark), root=tmp_path / "fixed",
+                                    progress=False)
+    cfg = sr.make_config("tiny", **dark)
+    for sa, sf in zip(_subjects(auto), _subjects(fixed), strict=True):
+        ca = json.loads((sa / "meta.json").read_text())["conditions"]
+        cf = json.loads((sf / "meta.json").read_text())["conditions"]
+        assert cf["exposure_gain"] == 1.0 and 1.2 < ca["exposure_gain"] <= 4.0
+        assert cf["frame_noise_std"] == pytest.approx(cfg.camera_noise_std, rel=1e-3)  # per frame pixel
+        box_w = json.loads((sa / "meta.json").read_text())["face_box_frame0"][2]
+        expected = cfg.camera_noise_std * box_w / cfg.sensor_face_px * ca["exposure_gain"] ** 0.5
+        assert ca["frame_noise_std"] == pytest.approx(expected, rel=0.25)  # Haar box ~ the canvas box
+        fa, ff = read_video(sa / "vid.avi").frames[0], read_video(sf / "vid.avi").frames[0]
+        box = json.loads((sa / "meta.json").read_text())["face_box_frame0"]
+        # the exposed first frame meters at the target (up to the Haar box vs the expected face box)
+        assert sr._auto_exposure(fa, box, cfg.exposure_target) == pytest.approx(1.0, abs=0.15)
+        x, y, w, h = box
+        face_a = fa[y + h // 4:y + 3 * h // 4, x + w // 4:x + 3 * w // 4].astype(float).mean()
+        face_f = ff[y + h // 4:y + 3 * h // 4, x + w // 4:x + 3 * w // 4].astype(float).mean()
+        assert face_a > 1.2 * face_f
+    with pytest.raises(ValueError, match="exposure_target"):
+        sr.make_config("tiny", exposure_target=1.5)
+
+
 # condition -> config field it is drawn around
 _SPREAD = {"pulse_amplitude": "pulse_amplitude", "motion": "motion", "camera_noise_std": "camera_noise_std",
            "brightness": "brightness", "illumination_drift": "illumination_drift", "specular": "specular",
@@ -172,7 +241,7 @@ def test_conditions_identical_without_variation(still_root: Path, tmp_path: Path
     moving = sr.build_synthetic_rppg(sr.make_config("tiny", **SMALL, variation=0.0), root=tmp_path / "m",
                                      progress=False)
     conds = _conditions(moving)
-    drop = ("head_motion_peak", "light_peak_to_peak", "skin_tone_fitzpatrick")
+    drop = ("head_motion_peak", "light_peak_to_peak", "skin_tone_fitzpatrick", "exposure_gain", "frame_noise_std")
     assert len({json.dumps({k: v for k, v in c.items() if k not in drop}, sort_keys=True) for c in conds}) == 1
     assert conds[0]["motion"] == sr.make_config("tiny").motion
     assert all(c["head_motion_peak"]["yaw_deg"] > 0 for c in conds)

@@ -34,9 +34,9 @@ Wang et al. write a skin pixel as ``C(t) = I(t) (v_s(t) + v_d(t)) + v_n(t)`` wit
 specular part ``v_s(t) = u_s (s_0 + Phi(m(t), p(t)))`` that also varies with motion, and a diffuse part
 ``v_d(t) = u_d d_0 + u_p p(t)`` that carries the pulse. Here, for channel c of pixel x at frame t::
 
-    F_c(x, t) = Lam(x, t) * a'_c(x, t) * (1 + m(x) * A * (pbv_c / pbv_G) * p(t) / ptp(p))   # diffuse + pulse
+    F_c(x, t) = Lam(x, t) * a'_c(x, t) * (1 + m(x) * A * (pbv_c / pbv_G) * p~(t) / ptp(p~)) # diffuse + pulse
                 + S(t) * h(x)                                                              # specular
-    C_c(x, t) = E_c(t) * [ W_t(alpha F_c)(x) + (1 - W_t(alpha)(x)) * b_c(x) ] + n_c(x, t)  # scene + noise
+    C_c(x, t) = G * E_c(t) * [ W_t(alpha F_c)(x) + (1 - W_t(alpha)(x)) * b_c(x) ] + n_c(x, t)  # scene + noise
 
 Each subject draws its own conditions around the config values (``variation``, below); the
 symbols marked (*) are such draws, recorded in ``meta.json["conditions"]``.
@@ -48,8 +48,27 @@ symbols marked (*) are such draws, recorded in ``meta.json["conditions"]``.
 * ``p(t)`` -- the ground-truth PPG, ``neurokit2.ppg_simulate`` with the **clean settings**
   (``frequency_modulation=0, ibi_randomness=0, drift=0, motion_amplitude=0, powerline_amplitude=0,
   burst_number=0``) so that its spectral peak *is* the true HR (with the default settings the peak is
-  biased low), normalised to zero mean and unit std. This normalised trace is the PPG row of
-  ``ground_truth.txt``.
+  biased low), then **time-warped by a varying beat rate** (heart-rate variability, version 3): the
+  instantaneous rate is ``HR (1 + rsa(t) + lf(t))`` with respiratory sinus arrhythmia ``rsa`` (*) -- a
+  sinusoid at the breathing rate ``respiration_hz`` (*) (0.19-0.34 Hz, i.e. 11-20 breaths/min at rest)
+  of peak ``rsa_bpm`` (*) (2.2-5.6 bpm) -- and low-frequency waves ``lf`` (*) (band-limited 0.04-0.15 Hz,
+  peak ``lf_hrv_bpm`` 1.3-3.2 bpm), the HF and LF bands of the HRV standard (Task Force of the ESC and
+  NASPE, Circulation 93(5), 1996), normalised so that the mean rate over the clip is the true HR. A real
+  heart never beats at a constant rate, and the released rPPG networks were trained on such pulses: the
+  warp keeps the beat shape, adds side bands, and leaves the spectral peak at the true HR (tested; within
+  1 bpm with an 8x padded FFT). ``hrv`` scales both (0 = a constant rate, as in version 2). Normalised to
+  zero mean and unit std, this trace is the PPG row of ``ground_truth.txt``; the HR row is the mean HR.
+* ``p~(t)`` -- the pulse **as the face shows it** (version 3): ``p`` averaged over Gaussian-distributed
+  arrival delays of std ``pulse_dispersion_s`` (0.08 s), i.e. a Gaussian low-pass of its harmonics. The
+  label stays the fingertip-like ``p``, as in UBFC-rPPG and PURE, whose labels come from a finger pulse
+  oximeter while the camera sees the face. Imaging-PPG phase maps show the pulse reaching different
+  parts of the facial skin at different times, with differences of the order of 100 ms (Kamshilin et
+  al., "Variability of microcirculation detected by blood pulsation imaging", PLoS ONE 2013; Moco,
+  Stuijk, de Haan, "Ballistocardiographic artifacts in PPG imaging", IEEE TBME 2016), and a whole-face
+  average of such pulses lacks the sharp systolic upstroke and the dicrotic wave of a fingertip PPG: at
+  65 bpm the 2nd harmonic drops from 0.60 to 0.38 of the fundamental (amplitude). Rendered as one
+  waveform for the whole face (the spatial phase map itself is not modelled). ``pulse_dispersion_s = 0``
+  renders the label's own shape (version 2).
 * ``pbv = [0.33, 0.77, 0.53]`` -- the normalised blood-volume-pulse signature (relative pulsatile
   amplitude per RGB channel; de Haan & van Leest, "Improved motion robustness of remote-PPG by using the
   blood volume pulse signature", Physiol. Meas. 2014; Wang et al. 2017, sec. II). The pulse is
@@ -105,30 +124,68 @@ symbols marked (*) are such draws, recorded in ``meta.json["conditions"]``.
   the colour of the light, which POS/CHROM only partly cancel (cf. Li et al., "Remote heart rate
   measurement from face videos under realistic situations", CVPR 2014: illumination changes and motion
   are the two main sources of error). ``flicker`` defaults to 10 Hz (100 Hz mains aliased at 30 fps).
-* ``n_c(t)`` -- Gaussian camera noise of ``camera_noise_std`` (*) (x[1/1.6, 1.6]) 8-bit levels; the frame
-  is then rounded to uint8 and encoded: ``ffv1`` (lossless, default) or ``libx264`` with ``crf`` (lossy, as
-  real datasets and streaming are). ``write_video`` does not put H.264 in AVI, so libx264 datasets hold
-  ``vid.mp4``. H.264 removes the sub-level pulse quickly (cf. McDuff et al., "The impact of video
-  compression on remote cardiac pulse measurement", CVPRW 2017), the chrominance first (4:2:0, coarser
-  chroma quantisation): measured on 10 still tiny clips (variation 0), at crf 8 (domain
-  ``"compressed"``) GREEN still finds the HR (MAE 0.4 bpm) while POS and CHROM mostly fail (MAE ~17-19);
-  at the x264 default crf 23 (domain ``"heavy-compression"``) all three fail.
+* ``G`` -- **auto-exposure** (version 3): webcams meter the scene and set exposure time / gain so that it
+  reaches a target brightness (consumer webcams do so by default, many with face-priority metering), so a dark face
+  or a dim room is *not* recorded at a DC of ~50 levels, where the sub-level pulse drowns in the 8-bit
+  quantisation. The gain is metered on the noise-free first frame (70 % the mean Rec. 601 luma inside the
+  face ellipse, 30 % the whole frame), brings it to ``exposure_target`` (0.5 of full scale, a mid-grey),
+  is clipped to [0.5, 4] (the camera's range: a very dim scene stays dark) and then stays locked (the
+  exposure settles before a recording starts; ``exposure_target = 0`` is a fixed exposure, gain 1).
+  ``brightness`` and the light events still change the level *during* a clip. Recorded as
+  ``conditions["exposure_gain"]``.
+* ``n_c(t)`` -- Gaussian camera noise of ``camera_noise_std`` (*) (x[1/1.6, 1.6]) 8-bit levels **per sensor
+  pixel** at gain 1. The frames are a downscaled view of a sharper camera (version 3): UBFC-rPPG and PURE
+  record 640x480 at ~1 m, where the face box is ~150-250 px wide, and a face crop of that size resized to
+  the networks' 72 px (or to our ~44 px face box) averages (sensor px / frame px)^2 independent pixels, which
+  divides the noise std by sensor px / frame px. So the noise std at frame resolution is
+  ``camera_noise_std x min(1, face box px / sensor_face_px) x sqrt(G)`` with ``sensor_face_px = 150``
+  (about 0.3 in the quick preset; ``sensor_face_px = 0`` keeps the noise per frame pixel, as in version 2)
+  and ``sqrt(G)`` because shot noise, counted in output levels at a given output level, grows as the square
+  root of the gain. Recorded as ``conditions["frame_noise_std"]``. The frame is then rounded to uint8 (the
+  8-bit quantisation stays at frame resolution) and encoded: ``ffv1`` (lossless, default) or ``libx264``
+  with ``crf`` (lossy, as real datasets and streaming are). ``write_video`` does not put H.264 in AVI,
+  so libx264 datasets hold ``vid.mp4``. H.264 removes the sub-level pulse quickly (cf. McDuff et al.,
+  "The impact of video compression on remote cardiac pulse measurement", CVPRW 2017), the chrominance
+  first (4:2:0, coarser chroma quantisation): measured (version 2) on 10 still tiny clips (variation 0),
+  at crf 8 (domain ``"compressed"``) GREEN still finds the HR (MAE 0.4 bpm) while POS and CHROM mostly
+  fail (MAE ~17-19); at the x264 default crf 23 (domain ``"heavy-compression"``) all three fail.
 
 ``variation`` (0..1) scales the spread of every per-subject draw: 0 = every subject uses the config values
 exactly (only the random timing of events and the face differ), 1 = a realistic spread. The realistic
 presets use 1; the controlled domains ``clean``, ``still`` and ``bright-still`` use 0 (and no light
-events). Not modelled: heart-rate variability (the PPG has a constant rate), non-rigid motion other than
-blinks and the mouth, auto white balance, rolling shutter, and the background does not receive the
-head's shadow.
+events). Not modelled: non-rigid motion other than blinks and the mouth, auto-exposure that follows the
+light during a clip, auto white balance, rolling shutter, pulse-transit-time differences over the face,
+and the background does not receive the head's shadow.
 
-What the effects do to the classical methods (generator version 2, ``"quick"`` preset, 35 subjects,
-seeds 0-3, MAE in bpm over all subjects): POS 3.0-4.5, CHROM 1.6-5.3, LGI 0.8-2.8, ICA 5.7-8.9, GREEN
-13-18, PBV 19-24 -- the same ordering as on real data (rPPG-Toolbox, Liu et al. 2023, on UBFC-rPPG:
-about 4 bpm for POS and CHROM, about 20 for GREEN). The ``clean`` domain keeps POS and CHROM within a
-bpm of the true HR (tested).
+What the effects do to the classical methods (``"quick"`` preset, 35 subjects, MAE in bpm over all
+subjects). Generator version 2 (seeds 0-3): POS 3.0-4.5, CHROM 1.6-5.3, LGI 0.8-2.8, ICA 5.7-8.9, GREEN
+13-18, PBV 19-24. Version 3 (seed 0): POS 0.8, CHROM 0.15, LGI 0.05, ICA 2.9, GREEN 12.5, PBV 16.0 --
+the same ordering as on real data (rPPG-Toolbox, Liu et al. 2023, on UBFC-rPPG: about 4 bpm for POS and
+CHROM, about 20 for GREEN), but the skin-projection methods now do *better* than on real video: with
+the sensor-resolution noise their remaining errors are those of illumination/motion events, which are
+milder here than in real recordings (the ``"v2"`` / ``"noisy-sensor"`` domains keep the harder noise).
+The ``clean`` domain keeps POS and CHROM within a bpm of the true HR (tested).
 
-The ground-truth HR row is constant at the subject's true HR (``meta.json["hr_bpm"]``), drawn uniformly
-in ``hr_range_bpm``. Everything is determined by the config (seed included): the same config gives
+Version 3 (realism check against networks trained on real video). The rPPG-Toolbox's released PhysNet
+weights (trained on UBFC-rPPG or PURE, where their cross-dataset MAE is ~1-5 bpm) failed on version 2
+(MAE 14-20 bpm): on dark skin, on weak pulses and by 2x-harmonic picks at low HR. Four camera /
+physiology effects that version 2 left out were added, each measured on its own with the UBFC-trained
+PhysNet (dev data: seeds 1-2, 12 subjects, never seed 0): sensor-resolution noise (``sensor_face_px``:
+13.8 -> 12.0, the weak-pulse subjects recovered), auto-exposure (``exposure_target``: 12.0 -> 8.5 on top
+of it, dark-skin subjects recovered), heart-rate variability (``hrv``: 12.0 -> 3.5 on top of the noise
+change) and the dispersed facial pulse shape (``pulse_dispersion_s``: 8.5 -> 3.8 with the PhysNet
+weights from UBFC and 22.9 -> 9.7 with those from PURE, on top of the other three: fewer harmonic
+picks). All together, seed 1 / seed 2: UBFC-trained 13.8 / 19.0 -> 3.8 / 4.1, PURE-trained 20.5 / 17.3 ->
+9.7 / 6.5. Held out (seed 0, quick preset, 35 subjects / the 7-subject test split): PhysNet from UBFC-rPPG
+14.2 -> 5.5 / 12.6, PhysNet from PURE 16.5 -> 8.9 / 4.5, PhysMamba from PURE 2.0 on the test split.
+The remaining misses are mostly low HR (55-67 bpm) read at ~1.5-2x, often on dark skin or with a weak
+pulse, and high HR (103-118 bpm) read low with strong head motion (``motion`` > 3). The skin-tone,
+motion, talking and light distributions are unchanged; every version-2 setting is one domain away:
+``"v2"`` (all four off), ``"v2-camera"``, ``"fixed-exposure"``, ``"noisy-sensor"``, ``"constant-hr"``,
+``"finger-pulse-shape"``.
+
+The ground-truth HR row is constant at the subject's true (mean) HR (``meta.json["hr_bpm"]``), drawn
+uniformly in ``hr_range_bpm``. Everything is determined by the config (seed included): the same config gives
 byte-identical ``ground_truth.txt`` / ``meta.json`` and, with ``ffv1``, identical frames.
 
 Caching: :func:`build_synthetic_rppg` writes into ``cache_dir("synthetic-rppg", "v<version>-<hash>")``
@@ -137,10 +194,11 @@ Caching: :func:`build_synthetic_rppg` writes into ``cache_dir("synthetic-rppg", 
 existing good dataset. Bump :data:`GENERATOR_VERSION` whenever the output would change.
 
 Presets (:meth:`SyntheticRPPGConfig.preset`): ``"default"`` (40 subjects x 30 s, 128 px, ~1 min to build
-on 2 CPU cores), ``"quick"`` (the demo and benchmark: 35 subjects x 20 s, 96 px, 7 in the test split,
-~20 s), ``"tiny"`` (the tests: 5 subjects x 10 s, 80 px, ~1.5 s). Named domains (:data:`DOMAINS`) are
-sets of overrides for domain-shift / domain-adaptation experiments; ``"clean"`` (still subject, steady
-light, no spread) is the sanity check that a method recovers the HR at all.
+on 2 idle CPU cores), ``"quick"`` (the demo and benchmark: 35 subjects x 20 s, 96 px, 7 in the test split,
+~20 s on idle cores; 91 s measured for version 3 on a shared, heavily loaded machine), ``"tiny"`` (the
+tests: 5 subjects x 10 s, 80 px, ~1.5 s). Named domains (:data:`DOMAINS`) are sets of overrides for
+domain-shift / domain-adaptation experiments; ``"clean"`` (still subject, steady light, no spread) is
+the sanity check that a method recovers the HR at all.
 """
 
 from __future__ import annotations
@@ -172,7 +230,7 @@ __all__ = [
 ]
 
 #: bump whenever the generated data would change (it is part of the cache key)
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 
 #: normalised blood-volume-pulse signature (relative pulsatile amplitude of R, G, B)
 PBV_SIGNATURE = (0.33, 0.77, 0.53)
@@ -234,8 +292,22 @@ class SyntheticRPPGConfig:
     light_rgb: tuple[float, float, float] = (1.0, 1.0, 1.0)
     #: strength of the specular highlight (fraction of full scale at its peak)
     specular: float = 0.04
-    #: std of the Gaussian camera noise in 8-bit levels
+    #: std of the Gaussian camera noise in 8-bit levels, per *sensor* pixel at gain 1 (see ``sensor_face_px``)
     camera_noise_std: float = 1.5
+    #: width (px) of the face box on the simulated camera's sensor: the frames are a downscaled view of a
+    #: VGA camera at ~1 m (UBFC-rPPG, PURE: 640x480, the face ~150-250 px wide), so the per-pixel noise
+    #: at frame resolution is ``camera_noise_std x face box / sensor_face_px`` (binning); 0 = the noise
+    #: is per frame pixel (a sensor no sharper than the frame)
+    sensor_face_px: float = 150.0
+    #: auto-exposure: the camera scales the image so that the (face-weighted) mean luma of the first frame
+    #: is this fraction of full scale (gain clipped to [0.5, 4]); 0 = fixed exposure (gain 1)
+    exposure_target: float = 0.5
+    #: heart-rate variability scale: 1 = a resting adult (respiratory sinus arrhythmia of ~3.5 bpm at the
+    #: breathing rate, ~2 bpm of slower 0.04-0.15 Hz fluctuation); 0 = a constant rate
+    hrv: float = 1.0
+    #: std (s) of the pulse arrival times over the facial skin: the rendered pulse is the label PPG
+    #: averaged over Gaussian-distributed delays (a low-pass of its harmonics); 0 = the label's own shape
+    pulse_dispersion_s: float = 0.08
     #: spread of the per-subject conditions: 0 = every subject uses the values above exactly; 1 = each
     #: subject draws its own pulse amplitude, motion, light, noise, ... around them (realistic spread)
     variation: float = 1.0
@@ -288,11 +360,14 @@ class SyntheticRPPGConfig:
             raise ValueError("crf applies to codec='libx264' only")
         for name in ("pulse_amplitude", "motion", "motion_events", "shading", "brightness", "illumination_drift",
                      "illumination_events", "illumination_event_rate", "flicker", "specular", "camera_noise_std",
-                     "variation"):
+                     "variation", "sensor_face_px", "exposure_target", "hrv", "pulse_dispersion_s"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.shading > 1.0:
             raise ValueError(f"shading is a fraction of the light and must lie in [0, 1], got {self.shading}")
+        if self.exposure_target > 1.0:
+            raise ValueError(f"exposure_target is a fraction of full scale and must lie in [0, 1], "
+                             f"got {self.exposure_target}")
         if self.variation > 1.0:
             raise ValueError(f"variation must lie in [0, 1], got {self.variation}")
         if len(self.light_rgb) != 3 or min(self.light_rgb) < 0:
@@ -314,7 +389,8 @@ _STEADY = {"variation": 0.0, "illumination_events": 0.0}  # every subject alike,
 
 #: named domains (overrides applied on top of a preset), for domain-shift and adaptation experiments
 DOMAINS: dict[str, dict[str, Any]] = {
-    "clean": {**_STEADY, "motion": 0.0, "illumination_drift": 0.01, "specular": 0.02, "camera_noise_std": 1.0},
+    "clean": {**_STEADY, "motion": 0.0, "illumination_drift": 0.01, "specular": 0.02, "camera_noise_std": 1.0,
+              "hrv": 0.0},
     "bright-still": {**_STEADY, "brightness": 1.1, "motion": 0.0, "illumination_drift": 0.01,
                      "camera_noise_std": 1.0, "specular": 0.02},
     "still": {**_STEADY, "motion": 0.0},
@@ -328,6 +404,13 @@ DOMAINS: dict[str, dict[str, Any]] = {
     "heavy-compression": {"codec": "libx264", "crf": 23},
     "flicker": {"flicker": 0.03, "flicker_hz": 10.0},
     "warm-light": {"light_rgb": (1.0, 0.85, 0.65)},
+    # the camera / physiology of generator version 2 (harder for networks trained on real video)
+    "fixed-exposure": {"exposure_target": 0.0},
+    "noisy-sensor": {"sensor_face_px": 0.0},
+    "constant-hr": {"hrv": 0.0},
+    "finger-pulse-shape": {"pulse_dispersion_s": 0.0},
+    "v2-camera": {"exposure_target": 0.0, "sensor_face_px": 0.0},
+    "v2": {"exposure_target": 0.0, "sensor_face_px": 0.0, "hrv": 0.0, "pulse_dispersion_s": 0.0},
 }
 
 
@@ -579,6 +662,39 @@ def _ppg(duration_s: float, fps: float, hr_bpm: float, seed: int, n: int) -> np.
     return (ppg - ppg.mean()) / (ppg.std() + 1e-12)
 
 
+def _ppg_hrv(cfg: SyntheticRPPGConfig, hr: float, cond: dict[str, Any], seed: int, n: int) -> np.ndarray:
+    """The PPG with heart-rate variability: the clean trace time-warped by a varying beat rate.
+
+    The instantaneous rate is ``hr (1 + rsa(t) + lf(t))``, normalised to mean ``hr`` over the clip:
+    respiratory sinus arrhythmia (a sinusoid at ``respiration_hz`` of peak ``rsa_bpm``) plus low-frequency
+    fluctuations (band-limited 0.04-0.15 Hz, peak ``lf_hrv_bpm``). The beat shape is kept; the spectral
+    peak stays at ``hr`` (the mean rate; the modulation only adds side bands). Zero mean, unit std."""
+    rsa, lf = float(cond["rsa_bpm"]), float(cond["lf_hrv_bpm"])
+    if rsa <= 0 and lf <= 0:
+        return _ppg(cfg.duration_s, cfg.fps, hr, seed, n)
+    rng = np.random.default_rng([seed, 7])
+    t = np.arange(n) / cfg.fps
+    rate = (1.0 + rsa / hr * np.sin(2 * np.pi * float(cond["respiration_hz"]) * t + rng.uniform(0, 2 * np.pi))
+            + lf / hr * _band_noise(n, cfg.fps, 0.04, 0.15, rng))
+    rate /= rate.mean()
+    beat_time = np.concatenate([[0.0], np.cumsum(rate[:-1])]) / cfg.fps  # time on the clean trace's clock
+    long_s = float(beat_time[-1]) + 2.0
+    clean = _ppg(long_s, cfg.fps, hr, seed, int(math.ceil(long_s * cfg.fps)))
+    ppg = np.interp(beat_time, np.arange(clean.size) / cfg.fps, clean)
+    return (ppg - ppg.mean()) / (ppg.std() + 1e-12)
+
+
+def _disperse(x: np.ndarray, fs: float, sigma_s: float) -> np.ndarray:
+    """``x`` averaged over Gaussian-distributed delays of std ``sigma_s`` (a Gaussian low-pass; mirrored ends)."""
+    if sigma_s <= 0:
+        return x
+    n = x.size
+    spec = np.fft.rfft(np.concatenate([x, x[::-1]]))
+    f = np.fft.rfftfreq(2 * n, 1.0 / fs)
+    spec *= np.exp(-2.0 * np.pi ** 2 * f ** 2 * sigma_s ** 2)
+    return np.fft.irfft(spec, 2 * n)[:n]
+
+
 def _band_signal(t: np.ndarray, rng: np.random.Generator, f_lo: float, f_hi: float, k: int) -> np.ndarray:
     """A smooth random signal: ``k`` sinusoids with frequencies in [f_lo, f_hi] Hz, peak-normalised to 1."""
     f = rng.uniform(f_lo, f_hi, k)
@@ -651,6 +767,10 @@ def _draw_conditions(cfg: SyntheticRPPGConfig, rng: np.random.Generator) -> dict
         "light_rgb": [round(float(c), 4) for c in light],
         "screen_rgb": [round(float(c), 4) for c in screen],
         "blinks_per_min": round(15.0 * _log_spread(rng, v, 1.6), 3),
+        # heart-rate variability: RSA at the breathing rate (12-20 breaths/min at rest) + slower LF waves
+        "rsa_bpm": round(cfg.hrv * 3.5 * _log_spread(rng, v, 1.6), 3),
+        "respiration_hz": round(0.25 * _log_spread(rng, v, 1.35), 4),
+        "lf_hrv_bpm": round(cfg.hrv * 2.0 * _log_spread(rng, v, 1.6), 3),
     }
 
 
@@ -804,9 +924,10 @@ def _signals(cfg: SyntheticRPPGConfig, canvas: _Canvas, hr: float, cond: dict[st
 
     n = cfg.n_frames
     t = np.arange(n) / cfg.fps
-    ppg = _ppg(cfg.duration_s, cfg.fps, hr, ppg_seed, n)
+    ppg = _ppg_hrv(cfg, hr, cond, ppg_seed, n)
     pbv = np.asarray(PBV_SIGNATURE)
-    pulse_rgb = float(cond["pulse_amplitude"]) * (pbv / pbv[1])[None, :] * (ppg / np.ptp(ppg))[:, None]
+    pv = _disperse(ppg, cfg.fps, cfg.pulse_dispersion_s)
+    pulse_rgb = float(cond["pulse_amplitude"]) * (pbv / pbv[1])[None, :] * (pv / np.ptp(pv))[:, None]
     light = _illumination(cfg, cond, t, rng)
     motion, talking = _head_motion(cfg, cond, t, rng)
     mouth, blink = _face_actions(cond, talking, t, float(cond["motion"]) <= 0, rng)
@@ -867,8 +988,12 @@ class _Renderer:
     def __init__(self, cfg: SyntheticRPPGConfig, canvas: _Canvas, sig: _Signals, noise_std: float,
                  noise_seed: int) -> None:
         self.cfg, self.canvas, self.sig, self.noise_seed = cfg, canvas, sig, noise_seed
-        self.noise_std = np.float32(noise_std)
         self.size = cfg.frame_size
+        # the frame is a downscaled view of a sharper sensor: averaging (sensor px / frame px)^2 pixels
+        # divides the noise std by sensor px / frame px
+        binning = min(1.0, canvas.box[2] / cfg.sensor_face_px) if cfg.sensor_face_px > 0 else 1.0
+        self.gain = 1.0
+        self.noise_std = np.float32(0.0)
         self._skin3 = canvas.skin[..., None]
         self._hl3 = np.repeat(canvas.highlight[..., None], 3, axis=2)
         self._layer = np.empty((self.size, self.size, 4), np.float32)  # premultiplied head RGB + matte
@@ -893,6 +1018,10 @@ class _Renderer:
             self._mask_over_base = (mask / base).astype(np.float32)
             self._one_minus_mask = (1.0 - mask).astype(np.float32)
             self._amb = amb
+        if cfg.exposure_target > 0:
+            self.gain = _auto_exposure(self.frame(0), canvas.box, cfg.exposure_target)
+        # shot noise: at a given output level, the std in output levels grows as sqrt(gain)
+        self.noise_std = np.float32(noise_std * binning * math.sqrt(self.gain))
 
     def shading(self, t: int) -> np.ndarray | None:
         """Irradiance of the (rotated) head relative to frame 0, ``(S, S)``; None without shading."""
@@ -924,11 +1053,23 @@ class _Renderer:
         moved = cv2.warpAffine(self._layer, s.affine[t], (self.size, self.size), flags=cv2.INTER_LINEAR,
                                borderMode=cv2.BORDER_CONSTANT, borderValue=0)
         lin = moved[..., :3] + (1.0 - moved[..., 3:]) * c.backdrop  # the head over the static scene
-        lin *= s.light[t] * np.float32(255.0)
+        lin *= s.light[t] * np.float32(255.0 * self.gain)
         if self.noise_std > 0:
             rng = np.random.default_rng([self.noise_seed, t])
             lin += rng.standard_normal(lin.shape, dtype=np.float32) * self.noise_std
         return np.clip(np.rint(lin), 0, 255).astype(np.uint8)
+
+
+def _auto_exposure(frame0: np.ndarray, box: tuple[float, float, float, float], target: float) -> float:
+    """Exposure gain of the camera's auto-exposure, metered on the (noise-free) first frame.
+
+    Face-priority centre-weighted metering: 70 % the mean luma (Rec. 601) inside the face ellipse, 30 % the
+    whole frame; the gain brings it to ``target`` x full scale and is clipped to [0.5, 4]."""
+    luma = (frame0.astype(np.float32) / 255.0) @ np.array([0.299, 0.587, 0.114], np.float32)
+    x, y, w, h = box
+    face = _ellipse(luma.shape[0], x + w / 2.0, y + h / 2.0, 0.5 * w, 0.5 * h)
+    meter = 0.7 * float((luma * face).sum() / max(float(face.sum()), 1.0)) + 0.3 * float(luma.mean())
+    return float(np.clip(target / max(meter, 1e-3), 0.5, 4.0))
 
 
 def _render_subject(renderer: _Renderer, n_frames: int, pbar: Any = None) -> np.ndarray:
@@ -1076,8 +1217,11 @@ def build_synthetic_rppg(config: SyntheticRPPGConfig | None = None, root: str | 
                                                    "illumination_drift", "illumination_events",
                                                    "illumination_event_rate", "flicker", "flicker_hz",
                                                    "light_rgb", "specular", "camera_noise_std", "skin_tone",
-                                                   "variation")},
+                                                   "variation", "sensor_face_px", "exposure_target", "hrv",
+                                                   "pulse_dispersion_s")},
                 "conditions": {**cond, "skin_tone_fitzpatrick": tone,
+                               "exposure_gain": round(renderer.gain, 4),
+                               "frame_noise_std": round(float(renderer.noise_std), 4),
                                "head_motion_peak": _motion_summary(sig.motion),
                                "light_peak_to_peak": round(float(np.ptp(sig.light.mean(1))
                                                                  / max(float(sig.light.mean()), 1e-9)), 4)},
