@@ -1,4 +1,4 @@
-"""The ``mmtrust`` command line: list, train, eval, predict, bench, demo, faces.
+"""The ``mmtrust`` command line: list, train, eval, predict, bench, demo, attack, faces.
 
 Thin by design: every subcommand looks the method up in the registry and hands the work to the method's
 task (``mmtrust.tasks``); no subcommand knows a method by name.
@@ -251,8 +251,10 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=cmd_bench if name == "bench" else cmd_demo)
 
     # commands owned by a family's module (each adds its own sub-parser)
+    from .cli_attack import add_parser as add_attack_parser
     from .data.faces.inspect import add_cli as add_faces_cli
 
+    add_attack_parser(sub)
     add_faces_cli(sub)
     return ap
 
@@ -263,10 +265,16 @@ def main(argv: list[str] | None = None) -> int:
     debug = os.environ.get("MMTRUST_DEBUG")
     try:
         return int(args.func(args) or 0)
-    except (KeyError, ValueError, FileNotFoundError, FileExistsError, NotImplementedError, OSError) as err:
+    except (KeyError, ValueError, FileNotFoundError, FileExistsError, NotImplementedError, OSError,
+            ImportError) as err:  # ImportError: a missing optional extra (the message has the pip line)
         if debug:
             raise
         print(f"error: {err}", file=sys.stderr)
+        return 2
+    except RuntimeError as err:
+        if debug:
+            raise
+        print(f"error: {err}\n(set MMTRUST_DEBUG=1 to see the traceback)", file=sys.stderr)
         return 2
 
 

@@ -119,6 +119,9 @@ _PLUGIN_MODULES = (
     "mmtrust.methods.singlecell.scfusionttt",
     "mmtrust.data.citeseq",
     "mmtrust.tasks.singlecell",
+    "mmtrust.methods.attacks.pgd_imp",
+    "mmtrust.methods.attacks.baselines",
+    "mmtrust.tasks.attack",
 )
 _loaded = False
 

@@ -26,6 +26,7 @@ HEADLINE = {  # per task: the metrics shown in the printed table, in order
     "rppg": ["MAE", "RMSE", "MAPE", "Pearson", "SNR"],
     "singlecell": ["ARI", "NMI", "ASW", "acc", "ARI_rna", "acc_rna", "ARI_pca_rna", "ARI_concat"],
     "attack": ["ASR", "l2_mean", "linf_mean", "PSNR", "SSIM", "iters_mean", "attack_s"],
+    "forgery": ["AUC", "EER", "ACC", "AP", "video_AUC", "attn_similarity"],
 }
 
 
