@@ -114,14 +114,17 @@ _PLUGIN_MODULES = (
     "mmtrust.data.rppg_datasets",
     "mmtrust.data.synthetic_rppg",
     "mmtrust.tasks.rppg",
-    "mmtrust.data.synthetic_deepfake",
-    "mmtrust.data.forgery_datasets",
     "mmtrust.methods.singlecell.scfusionttt",
     "mmtrust.data.citeseq",
     "mmtrust.tasks.singlecell",
+    "mmtrust.data.synthetic_deepfake",
+    "mmtrust.data.forgery_datasets",
     "mmtrust.methods.attacks.pgd_imp",
     "mmtrust.methods.attacks.baselines",
     "mmtrust.tasks.attack",
+    "mmtrust.tasks.forgery",
+    "mmtrust.methods.forgery.dtn",
+    "mmtrust.methods.forgery.baselines",
 )
 _loaded = False
 
