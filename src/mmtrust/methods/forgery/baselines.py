@@ -62,6 +62,10 @@ class EffNetLite0Config:
         "quick": {"image_size": 64, "pretrained": True,
                   "train": {"epochs": 4, "batch_size": 32, "lr": 5e-4, "weight_decay": 0.05,
                             "optimizer": "adamw", "scheduler": "cosine"}},
+        # `mmtrust demo`: one epoch of the quick recipe (the full CNN is the slowest demo row)
+        "demo": {"image_size": 64, "pretrained": True,
+                 "train": {"epochs": 1, "batch_size": 32, "lr": 5e-4, "weight_decay": 0.05,
+                           "optimizer": "adamw", "scheduler": "cosine"}},
     },
     trainable=True,
     default_data="synthetic-deepfake",

@@ -159,6 +159,12 @@ def _gather(x: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
                   "train": {"epochs": 30, "batch_size": 64, "lr": 2e-3, "weight_decay": 1e-4},
                   "finetune": {"epochs": 40, "batch_size": 32, "lr": 1e-3, "weight_decay": 1e-4},
                   "transfer": {"epochs": 40, "batch_size": 32, "lr": 3e-3, "weight_decay": 1e-4}},
+        # `mmtrust demo`: the quick model with fewer epochs (the quick preset's numbers are in docs/singlecell.md)
+        "demo": {"n_genes": 765, "n_proteins": 14, "n_classes": 10, "genes_per_token": 20, "dim": 32,
+                 "heads": 2, "encoder_depth": 1, "decoder_depth": 1, "mini_batch_size": 16,
+                 "train": {"epochs": 6, "batch_size": 64, "lr": 2e-3, "weight_decay": 1e-4},
+                 "finetune": {"epochs": 8, "batch_size": 32, "lr": 1e-3, "weight_decay": 1e-4},
+                 "transfer": {"epochs": 8, "batch_size": 32, "lr": 3e-3, "weight_decay": 1e-4}},
     },
     trainable=True,
     default_data="synthetic-citeseq",
