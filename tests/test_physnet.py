@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from pathlib import Path
 
 import numpy as np
@@ -141,14 +140,11 @@ def test_tiny_preset_forward_backward():
     cfg = model.cfg
     assert cfg.train.epochs == 2 and cfg.train.batch_size == 2
     x = torch.randn(2, 3, cfg.frames, cfg.image_size, cfg.image_size)
-    start = time.perf_counter()
     y = model(x, fs=30.0)
     y.pow(2).mean().backward()
-    elapsed = time.perf_counter() - start
     assert y.shape == (2, cfg.frames)
     grads = [p.grad for p in model.parameters()]
     assert all(g is not None and torch.isfinite(g).all() for g in grads)
-    assert elapsed < 2.0, f"tiny forward+backward took {elapsed:.2f}s"
 
 
 def test_other_lengths_and_feature_shapes():
