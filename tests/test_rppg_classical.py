@@ -176,7 +176,7 @@ def test_detrend_is_sparse_fast_and_columnwise():
     x = np.random.default_rng(0).normal(size=(10_000, 2)).cumsum(axis=0)
     start = time.perf_counter()
     out = detrend(x)
-    assert time.perf_counter() - start < 1.0
+    assert time.perf_counter() - start < 5.0  # sparse: ~10 ms; a dense 10k x 10k solve takes far longer
     np.testing.assert_allclose(out[:, 1], detrend(x[:, 1]), atol=1e-8)
 
 
