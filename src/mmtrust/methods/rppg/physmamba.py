@@ -340,7 +340,8 @@ def _temporal_up(cin: int, cout: int) -> nn.Sequential:
             "fast_width": 8,
             "train": {"epochs": 2, "batch_size": 2},
         },
-        # demo size: the tiny network trained for about 60 s on 2 CPU cores. Chosen on synthetic-rppg's
+        # demo size: the tiny network trained for 163 s on a quiet 2-core CPU (measured 2026-12-03, mmtrust demo,
+        # synthetic-rppg v3). Chosen on synthetic-rppg's
         # validation split, never on test: after 4 epochs the official lr 3e-3 / dropout 0.5 gave val MAE
         # 18.1 bpm, lr 1e-2 alone 17.8, drop_rate2 0.25 alone 7.8, both together 0.25 (seeds 100 and 1).
         "quick": {
