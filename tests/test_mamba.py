@@ -262,3 +262,52 @@ def test_bimamba_cuda_kernel_glue_matches_the_fast_path(monkeypatch):
     assert calls == [((2, 16, 12), (2, 4, 12))] * 2  # both directions, (B, d_inner, L) and (B, N, L)
     torch.testing.assert_close(kern, fast, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(off, fast)
+
+
+@pytest.mark.parametrize("length", [5, 64, 300, 1500])
+def test_fast_scan_extreme_decays_are_stable(length):
+    """Huge delta*A (decays underflow to 0 in fp32) and tiny ones (decay ~1) stay equal to the reference."""
+    p = _scan_inputs(2, 8, 6, length, seed=3)
+    g = torch.Generator().manual_seed(4)
+    p["A"] = -torch.logspace(-3, 3, 48).view(8, 6)  # |A| from 1e-3 to 1e3
+    p["delta"] = torch.exp(4 * torch.rand(2, 8, length, generator=g) - 3)  # 0.05 .. 20 (positive: no bias)
+    p["delta_bias"] = None
+    ref = selective_scan_ref(**p)
+    for chunk, block_elems in [(None, None), (32, 2 * 8 * 6 * 32 * 2), (8, 1)]:
+        y = selective_scan(**p, chunk=chunk, block_elems=block_elems)
+        assert torch.isfinite(y).all() and torch.isfinite(ref).all()
+        assert (y - ref).abs().max() <= 1e-4 * max(1.0, float(ref.abs().max())), (chunk, block_elems)
+
+
+def test_fast_scan_inference_path_equals_autograd_path():
+    """Without autograd (no_grad / inference_mode) the scan skips the autograd.Function: same numbers."""
+    p = _scan_inputs(2, 16, 4, 777, seed=5)
+    with torch.inference_mode():
+        y_inf = selective_scan(**p, delta_softplus=True)
+    with torch.no_grad():
+        y_ng = selective_scan(**p, delta_softplus=True)
+    g = {k: v.clone().requires_grad_() for k, v in p.items()}
+    y_grad = selective_scan(**g, delta_softplus=True)
+    assert y_grad.requires_grad and not y_inf.requires_grad
+    torch.testing.assert_close(y_inf, y_grad.detach(), rtol=0, atol=0)
+    torch.testing.assert_close(y_ng, y_grad.detach(), rtol=0, atol=0)
+    assert _close(y_inf, selective_scan_ref(**p, delta_softplus=True))
+
+
+def test_fast_scan_fp16_input_runs_in_fp32():
+    p = _scan_inputs(1, 8, 4, 200, seed=6)
+    half = {k: v.half() for k, v in p.items()}
+    y = selective_scan(**half, delta_softplus=True)
+    assert y.dtype == torch.float16
+    ref = selective_scan_ref(**{k: v.float() for k, v in half.items()}, delta_softplus=True)
+    assert torch.allclose(y.float(), ref, atol=2e-2, rtol=2e-2)
+
+
+def test_scan_plan_chunk_follows_length():
+    from mmtrust.nn.mamba import BLOCK_ELEMS, CHUNK, MIN_CHUNK, _plan
+
+    assert _plan(1, 65536, 64, 16, False, None, None)[:2] == (CHUNK, 1024)  # PhysMamba shapes
+    assert _plan(1, 32768, 128, 16, False, None, None)[:2] == (CHUNK, 512)
+    assert _plan(1, 3, 8, 4, False, None, None) == (MIN_CHUNK, MIN_CHUNK * (BLOCK_ELEMS // (8 * 4 * MIN_CHUNK)), 4)
+    assert _plan(1, 100, 8, 4, False, 5, None)[0] == 5  # an explicit chunk is kept
+

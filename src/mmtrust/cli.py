@@ -82,6 +82,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     if not entry.trainable:
         raise SystemExit(f"error: method {args.method!r} is not trainable (it has no learned weights); "
                          f"run `mmtrust eval {args.method} --data ...` instead")
+    adaptive = getattr(entry.model_cls, "source_free_protocol", None)
+    if args.source or args.target or args.source_checkpoint or (adaptive and args.protocol):
+        return _train_source_free(args, entry, adaptive)
     data = args.data or entry.default_data
     test_data, test_split = args.test_data, args.test_split
     if args.protocol:
@@ -112,6 +115,64 @@ def cmd_train(args: argparse.Namespace) -> int:
                        "best_training_checkpoint": str(result.best_path or result.last_path)})
     _print_metrics(f"{args.method} on {test_data} ({test_split} split)", metrics)
     print(f"checkpoint: {out / 'checkpoint'}")
+    return 0
+
+
+def _train_source_free(args: argparse.Namespace, entry, protocol_fn) -> int:
+    """``train METHOD --source S --target T`` (or ``--source-checkpoint CK --target T``, or ``--protocol P``):
+    the method's two-stage source-free protocol; prints and saves source-only and adapted target metrics."""
+    from .config import parse_set_args
+
+    if protocol_fn is None:
+        raise ValueError(f"method {args.method!r} has no source-free adaptation protocol: --source/--target/"
+                         f"--source-checkpoint do not apply to it (train it with --data)")
+    for flag, value in (("--data", args.data), ("--test-data", args.test_data), ("--resume", args.resume),
+                        ("--stop-after", args.stop_after)):
+        if value:
+            raise ValueError(f"{flag} does not combine with source-free adaptation (--source/--target/--protocol): "
+                             f"the source trains stage 1, the target's unlabeled train split adapts and its test "
+                             f"split is scored")
+    source, target, test_split = args.source, args.target, args.test_split or "test"
+    if args.protocol:
+        from .protocols import load_protocol
+
+        if source or target:
+            raise ValueError("--protocol names the source (train_data) and the target (test_data); "
+                             "drop --source/--target (or drop --protocol)")
+        proto = load_protocol(args.protocol, family=entry.family)
+        source, target, test_split = proto.train_data, proto.test_data, args.test_split or proto.test_split
+        print(f"protocol {proto.name}: source {source} -> target {target} ({test_split})")
+    if args.source_checkpoint:
+        if args.source:
+            raise ValueError("give --source (stage 1 trains on it) or --source-checkpoint (stage 1 skipped), not both")
+        source = None
+        if not Path(args.source_checkpoint).is_dir():
+            raise FileNotFoundError(f"--source-checkpoint {args.source_checkpoint}: not a checkpoint folder "
+                                    f"(written by `mmtrust train {args.method} --source ...` as OUT/source/checkpoint)")
+    elif not source:
+        raise ValueError("source-free adaptation needs --source DATA (or --source-checkpoint DIR) and --target DATA")
+    if not target:
+        raise ValueError("source-free adaptation needs --target DATA (the unlabeled target domain)")
+    if args.devices not in (1, "1") or args.num_nodes != 1:
+        raise ValueError("source-free adaptation runs on one device (--devices 1)")
+    out = Path(args.out or f"runs/{args.method}")
+    sets = parse_set_args(args.set)
+    if args.config:  # YAML overrides, then --set (as for every method)
+        import yaml
+
+        from .config import _flatten
+
+        sets = {**_flatten(yaml.safe_load(Path(args.config).read_text()) or {}), **sets}
+    res = protocol_fn(source, target, out, preset=args.preset, sets=sets or None,
+                      source_checkpoint=args.source_checkpoint, test_split=test_split,
+                      progress=not args.no_progress, accelerator=args.accelerator)
+    keys = ["MAE", "RMSE", "MAPE", "Pearson", "SNR", "n_videos"]
+    rows = [[name, *(f"{res[name][k]:.3f}" if isinstance(res[name].get(k), float) else str(res[name].get(k, "-"))
+                     for k in keys)] for name in ("source_only", "adapted")]
+    _print_table(f"{args.method}: {res['source'] or res['source_checkpoint']} -> {target} ({test_split} split)",
+                 ["method", *keys], rows)
+    print(f"results: {out / 'sfda_results.json'}")
+    print(f"adapted checkpoint: {out / 'adapted' / 'checkpoint'}")
     return 0
 
 
@@ -164,11 +225,34 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from .bench.runner import run_bench, tables
 
     methods = [m.strip() for m in args.methods.split(",")] if args.methods else None
-    res = run_bench(methods, args.data, args.out, quick=args.quick, preset=args.preset)
+    jobs = args.jobs if args.jobs is not None else (min(2, os.cpu_count() or 1) if args.demo else 1)
+    res = run_bench(methods, args.data, args.out, quick=args.quick, preset=args.preset, jobs=jobs,
+                    demo=args.demo)
     for task, header, body in tables(res["rows"]):
         _print_table(f"mmtrust benchmark: {task} (test split)", header, body)
     print(f"report: {Path(args.out) / 'report.md'}")
     return 1 if any("error" in r for r in res["rows"]) else 0
+
+
+def cmd_bench_shift(args: argparse.Namespace) -> int:
+    from .bench.domain_shift import PAIRS, run_domain_shift
+    from .config import parse_set_args
+
+    pairs = PAIRS
+    if args.pairs:
+        pairs = []
+        for item in args.pairs.split(","):
+            src, colon, tgt = item.strip().partition(":")
+            if not colon or not src or not tgt:
+                raise ValueError(f"--pairs expects SOURCE:TARGET[,SOURCE:TARGET...], got {item!r}")
+            pairs.append((src, tgt))
+    res = run_domain_shift(args.out, pairs, size=args.size, method=args.method, preset=args.preset,
+                           sets=parse_set_args(args.set) or None, ablations=not args.no_ablations)
+    for p in res["pairs"]:
+        _print_table(f"{p['source']} -> {p['target']} (target test split)", ["method", "MAE", "RMSE", "Pearson"],
+                     [[r["method"], *(f"{r[k]:.2f}" for k in ("MAE", "RMSE", "Pearson"))] for r in p["rows"]])
+    print(f"report: {Path(args.out) / 'report.md'}")
+    return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -200,6 +284,12 @@ def build_parser() -> argparse.ArgumentParser:
                                       "ubfc-to-pure, synthetic-intra, synthetic-cross) or a protocol YAML file")
     p.add_argument("--test-data", help="test on this dataset instead of --data's test split (cross-dataset)")
     p.add_argument("--test-split", choices=["test", "all"], help="split of the test data (default test)")
+    p.add_argument("--source", metavar="DATA", help="source-free adaptation (e.g. sfda-rppg): labeled source data "
+                                                   "for stage 1")
+    p.add_argument("--target", metavar="DATA", help="source-free adaptation: target data; its train split adapts "
+                                                   "without labels, its test split is scored")
+    p.add_argument("--source-checkpoint", metavar="DIR", help="source-free adaptation: skip stage 1 and adapt this "
+                                                             "source checkpoint (OUT/source/checkpoint of a run)")
     _add_model_args(p)
     p.add_argument("--devices", type=lambda s: s if s == "auto" else int(s), default=1)
     p.add_argument("--accelerator", default="auto", help="cpu, gpu or auto")
@@ -247,8 +337,26 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--data", help="dataset name or path (default: each method's built-in data)")
             p.add_argument("--preset", help="preset for every method (default: with --quick each method's quick preset, "
                                 "else its tiny one; without --quick the paper preset)")
+        p.add_argument("--jobs", type=int, metavar="N",
+                       help="run N methods side by side, rows sharing a dataset in one lane (default: 1 for bench, "
+                            "2 for demo; timings are then for a quick look only)")
         p.add_argument("--out", default="runs/bench" if name == "bench" else "runs/demo")
+        p.set_defaults(demo=name == "demo")
         p.set_defaults(func=cmd_bench if name == "bench" else cmd_demo)
+
+    p = sub.add_parser("bench-shift", help="rPPG domain-shift benchmark of a source-free adaptation method "
+                                           "(source-only vs adapted vs ablations vs POS on built-in domain pairs)")
+    p.add_argument("--method", default="sfda-rppg", help="a method with a source-free protocol (default sfda-rppg)")
+    p.add_argument("--pairs", help="comma-separated SOURCE:TARGET domains of synthetic-rppg "
+                                   "(default studio:webcam,studio:outdoor,webcam:outdoor)")
+    p.add_argument("--size", default="quick", choices=["tiny", "quick", "full"],
+                   help="data size per domain: quick (30 subjects x 12 s; the benchmark), tiny (a check), "
+                        "full (the quick synthetic preset, 35 x 20 s)")
+    p.add_argument("--preset", help="method preset (default: quick, tiny for --size tiny)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one method config key")
+    p.add_argument("--no-ablations", action="store_true", help="skip the ablation runs")
+    p.add_argument("--out", default="runs/bench-shift")
+    p.set_defaults(func=cmd_bench_shift)
 
     # commands owned by a family's module (each adds its own sub-parser)
     from .cli_attack import add_parser as add_attack_parser

@@ -111,6 +111,7 @@ _PLUGIN_MODULES = (
     "mmtrust.methods.rppg.unsupervised",
     "mmtrust.methods.rppg.physnet",
     "mmtrust.methods.rppg.physmamba",
+    "mmtrust.methods.rppg.sfda",
     "mmtrust.data.rppg_datasets",
     "mmtrust.data.synthetic_rppg",
     "mmtrust.tasks.rppg",

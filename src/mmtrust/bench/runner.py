@@ -1,7 +1,9 @@
 """``mmtrust bench``: every method (and its baselines) side by side on one dataset, one report.
 
-Each method runs in its own fresh process (spawned), so its peak memory is its own and a crash in one
-method is recorded in the report instead of ending the benchmark. Writes ``OUT/results.json``
+Each method runs in its own fresh process, so its peak memory is its own and a crash in one method is
+recorded in the report instead of ending the benchmark. The processes are forked from a fork server that has
+imported torch, Lightning and the methods once (:mod:`mmtrust.bench._preload`); where the platform has no
+``forkserver`` (Windows, macOS defaults aside) they are spawned. Writes ``OUT/results.json``
 (``{"rows": [...], "env": {...}}``), ``OUT/report.md`` and PNG plots.
 """
 
@@ -20,7 +22,7 @@ from typing import Any
 from .._deps import MissingExtraError
 from ..data.cache import atomic_path
 
-__all__ = ["run_bench", "format_table", "tables", "environment", "split_spec"]
+__all__ = ["run_bench", "format_table", "tables", "environment", "split_spec", "run_order"]
 
 HEADLINE = {  # per task: the metrics shown in the printed table, in order
     "rppg": ["MAE", "RMSE", "MAPE", "Pearson", "SNR"],
@@ -58,13 +60,20 @@ def _peak_rss_mb() -> float:
     return kb / 1024.0 if sys.platform != "darwin" else kb / 1024.0 / 1024.0
 
 
-def _preset_for(entry: Any, preset: str | None, quick: bool) -> str:
-    """An explicit preset; else with ``quick`` the method's ``demo`` preset (a cut-down ``quick`` where that one
-    is too slow for ``mmtrust demo``'s 10-minute budget), its ``quick`` preset or ``tiny``; else ``paper``."""
+#: presets tried in order for ``bench --quick`` and for ``mmtrust demo`` (a method's ``demo`` preset is a
+#: cut-down ``quick`` where that one is too slow for the demo's 10-minute budget; ``bench --quick`` keeps the
+#: ``quick`` presets, whose figures the method notes quote)
+QUICK_PRESETS = ("quick", "tiny")
+DEMO_PRESETS = ("demo", "quick", "tiny")
+
+
+def _preset_for(entry: Any, preset: str | None, quick: bool, demo: bool = False) -> str:
+    """An explicit preset; else with ``quick`` the first of :data:`QUICK_PRESETS` (:data:`DEMO_PRESETS` for
+    the demo) that the method has; else ``paper``."""
     if preset:
         return preset
     if quick:
-        return next(p for p in ("demo", "quick", "tiny") if p in entry.presets or p == "tiny")
+        return next(p for p in (DEMO_PRESETS if demo else QUICK_PRESETS) if p in entry.presets or p == "tiny")
     return "paper"
 
 
@@ -74,7 +83,8 @@ def split_spec(spec: str) -> tuple[str, str | None]:
     return name.strip(), (checkpoint.strip() or None) if at else None
 
 
-def _bench_row(spec: str, preset: str | None, data: str | None, out_dir: Path, quick: bool) -> dict[str, Any]:
+def _bench_row(spec: str, preset: str | None, data: str | None, out_dir: Path, quick: bool,
+               demo: bool = False) -> dict[str, Any]:
     from ..registry import get_method, get_task
 
     name, checkpoint = split_spec(spec)
@@ -84,24 +94,40 @@ def _bench_row(spec: str, preset: str | None, data: str | None, out_dir: Path, q
         row = task.bench(entry, preset or "paper", data or entry.default_data, out_dir, quick,
                          checkpoint=checkpoint, label=spec)
     else:
-        row = task.bench(entry, _preset_for(entry, preset, quick), data or entry.default_data, out_dir, quick)
+        row = task.bench(entry, _preset_for(entry, preset, quick, demo), data or entry.default_data, out_dir,
+                         quick)
     row["method"] = spec
     row["task"] = entry.task
     row["family"] = entry.family
     return row
 
 
-def _worker(name: str, preset: str | None, data: str | None, out_dir: str, quick: bool, queue: Any) -> None:
+def _worker(name: str, preset: str | None, data: str | None, out_dir: str, quick: bool, queue: Any,
+            threads: int | None = None, cwd: str | None = None, environ: dict[str, str] | None = None,
+            demo: bool = False) -> None:
     try:
         import logging
+        import os
+
+        # the fork server started earlier, maybe elsewhere: take the caller's working folder and environment
+        if environ is not None:
+            os.environ.clear()
+            os.environ.update(environ)
+        if cwd is not None:
+            os.chdir(cwd)
         import warnings
 
         import lightning.pytorch  # noqa: F401 - it sets its own log level on import; ours must come after
 
+        if threads:
+            import torch
+
+            torch.set_num_threads(threads)
+
         logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
         warnings.filterwarnings("ignore", message=".*FastICA did not converge.*")
         warnings.filterwarnings("ignore", message=".*LeafSpec.*")
-        row = _bench_row(name, preset, data, Path(out_dir), quick)
+        row = _bench_row(name, preset, data, Path(out_dir), quick, demo)
         row["peak_rss_mb"] = round(_peak_rss_mb(), 1)
         queue.put(row)
     except MissingExtraError as err:  # an optional package is not installed: say which, don't fail
@@ -110,10 +136,23 @@ def _worker(name: str, preset: str | None, data: str | None, out_dir: str, quick
         queue.put({"method": name, "error": f"{type(err).__name__}: {err}", "traceback": traceback.format_exc()})
 
 
-def _run_isolated(name: str, preset: str | None, data: str | None, out_dir: Path, quick: bool) -> dict[str, Any]:
-    ctx = mp.get_context("spawn")
+def _context() -> Any:
+    """``forkserver`` with the heavy imports preloaded where available, else ``spawn``."""
+    if "forkserver" in mp.get_all_start_methods():
+        ctx = mp.get_context("forkserver")
+        ctx.set_forkserver_preload(["mmtrust.bench._preload"])
+        return ctx
+    return mp.get_context("spawn")
+
+
+def _run_isolated(name: str, preset: str | None, data: str | None, out_dir: Path, quick: bool,
+                  threads: int | None = None, demo: bool = False) -> dict[str, Any]:
+    ctx = _context()
     queue = ctx.Queue()
-    proc = ctx.Process(target=_worker, args=(name, preset, data, str(out_dir), quick, queue))
+    import os
+
+    proc = ctx.Process(target=_worker, args=(name, preset, data, str(out_dir), quick, queue, threads, os.getcwd(),
+                                             dict(os.environ), demo))
     proc.start()
     row = None
     while row is None:
@@ -185,6 +224,10 @@ def _markdown(rows: list[dict[str, Any]], env: dict[str, Any], plots: list[str])
               "(rPPG: video frames); `clip s` is the median forward time of one model clip (rPPG: chunk length x "
               "image size, batch 1). Times are wall-clock on the machine above: compare them as ratios within "
               "one report.", ""]
+    if env.get("jobs", 1) > 1:
+        lines += [f"This run had {env['jobs']} methods running side by side ({env['torch_threads_per_job']} torch "
+                  "thread(s) each): its times are for a quick look, not for comparison with a one-at-a-time "
+                  "`mmtrust bench` run.", ""]
     for task in dict.fromkeys(r.get("task") for r in rows):
         note = _task_note(task)
         if note:
@@ -216,38 +259,124 @@ def _markdown(rows: list[dict[str, Any]], env: dict[str, Any], plots: list[str])
     return "\n".join(lines) + "\n"
 
 
+def run_order(names: list[str], data: str | None) -> tuple[list[str], dict[str, str]]:
+    """The order rows are started in when several run side by side, and each row's dataset key.
+
+    Rows that share a dataset must not build it at the same time, so the first row of each dataset to start is
+    its cheapest (an untrained one where there is one): it builds the data and the others wait for it to end.
+    After those builders, the trained rows go first (longest first), then the rest in the asked order.
+    """
+    from ..registry import get_method
+
+    key: dict[str, str] = {}
+    trained: dict[str, bool] = {}
+    for n in names:
+        entry = get_method(split_spec(n)[0])
+        key[n] = data or entry.default_data or entry.task
+        trained[n] = bool(entry.trainable and not split_spec(n)[1])
+    builders: dict[str, str] = {}
+    for n in sorted(names, key=lambda n: trained[n]):  # stable: untrained first, else the asked order
+        builders.setdefault(key[n], n)
+    first = list(builders.values())
+    rest = [n for n in names if n not in first]
+    return first + sorted(rest, key=lambda n: not trained[n]), key
+
+
+def _one_row(name: str, preset: str | None, data: str | None, out_dir: Path, quick: bool, isolate: bool,
+             threads: int | None, demo: bool = False) -> dict[str, Any]:
+    from ..registry import get_method
+
+    t0 = time.perf_counter()
+    row = _run_isolated(name, preset, data, out_dir, quick, threads, demo) if isolate else None
+    if row is None:
+        try:
+            row = _bench_row(name, preset, data, out_dir, quick, demo)
+            row["peak_rss_mb"] = round(_peak_rss_mb(), 1)
+        except MissingExtraError as err:
+            row = {"method": name, "unavailable": str(err)}
+    row["wall_s"] = round(time.perf_counter() - t0, 2)
+    row.setdefault("task", get_method(split_spec(name)[0]).task)
+    return row
+
+
 def run_bench(methods: list[str] | None = None, data: str | None = None, out_dir: str | Path = "bench_out",
               quick: bool = True, preset: str | None = None, isolate: bool = True,
-              progress: bool = True) -> dict[str, Any]:
-    """Run the benchmark and write ``results.json``, ``report.md`` and PNGs into ``out_dir``."""
+              progress: bool = True, jobs: int = 1, demo: bool = False) -> dict[str, Any]:
+    """Run the benchmark and write ``results.json``, ``report.md`` and PNGs into ``out_dir``.
+
+    ``jobs > 1`` runs that many rows at a time (in :func:`run_order`; a dataset is never built by two
+    processes at once), each process with ``cpu_count // jobs`` torch threads: the wall time of the whole run
+    drops (much of a row is single-threaded Python), but each row's own timings are then taken beside another
+    process and are for a quick look only. ``demo`` prefers each method's ``demo`` preset (``mmtrust demo``).
+    """
+    import threading
+
     from ..registry import get_method, list_methods
     from ..tasks.plots import plot_bar
 
-    names = methods or list_methods()
+    names = list(dict.fromkeys(methods or list_methods()))  # a name given twice runs once
     for n in names:
         get_method(split_spec(n)[0])  # unknown names fail here, before any work, with the list of known ones
+    if jobs < 1:
+        raise ValueError(f"jobs must be >= 1, got {jobs}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    rows: list[dict[str, Any]] = []
-    for i, name in enumerate(names, 1):
-        if progress:
-            print(f"[{i}/{len(names)}] {name} ...", flush=True)
-        t0 = time.perf_counter()
-        row = _run_isolated(name, preset, data, out_dir, quick) if isolate else None
-        if row is None:
+    jobs = jobs if isolate else 1
+    order, key = run_order(names, data) if jobs > 1 else (names, {n: "" for n in names})
+    jobs = min(jobs, len(names)) or 1
+    threads = max(1, (mp.cpu_count() or 1) // jobs) if jobs > 1 else None
+    results_by_name: dict[str, dict[str, Any]] = {}
+    cond = threading.Condition()
+    pending = list(order)
+    started: set[str] = set()  # dataset keys whose builder row has started
+    built: set[str] = set()  # ... and ended
+    done_count = [0]
+
+    def take() -> str | None:
+        """The next row whose dataset is built or not being built; waits while only blocked rows are left."""
+        with cond:
+            while pending:
+                for n in pending:
+                    if key[n] in built or key[n] not in started:
+                        pending.remove(n)
+                        started.add(key[n])
+                        return n
+                cond.wait()
+            return None
+
+    def work() -> None:
+        while (name := take()) is not None:
+            if progress and jobs == 1:
+                print(f"[{done_count[0] + 1}/{len(names)}] {name} ...", flush=True)
             try:
-                row = _bench_row(name, preset, data, out_dir, quick)
-                row["peak_rss_mb"] = round(_peak_rss_mb(), 1)
-            except MissingExtraError as err:
-                row = {"method": name, "unavailable": str(err)}
-        row["wall_s"] = round(time.perf_counter() - t0, 2)
-        row.setdefault("task", get_method(split_spec(name)[0]).task)
-        if progress:
-            msg = row.get("error") or row.get("unavailable") or ", ".join(f"{k} {v:.2f}" for k, v in row["metrics"].items()
-                                                 if k in HEADLINE.get(row.get("task", ""), []))
-            print(f"      {msg}", flush=True)
-        rows.append(row)
+                row = _one_row(name, preset, data, out_dir, quick, isolate, threads, demo)
+            except Exception as err:  # noqa: BLE001 - a row, never a hung benchmark
+                row = {"method": name, "task": get_method(split_spec(name)[0]).task, "wall_s": 0.0,
+                       "error": f"{type(err).__name__}: {err}", "traceback": traceback.format_exc()}
+            with cond:
+                results_by_name[name] = row
+                if "error" in row:  # its data may not be built: the next row of that dataset builds it, alone
+                    started.discard(key[name])
+                else:
+                    built.add(key[name])
+                done_count[0] += 1
+                cond.notify_all()
+                if progress:
+                    msg = row.get("error") or row.get("unavailable") or ", ".join(
+                        f"{k} {v:.2f}" for k, v in row["metrics"].items() if k in HEADLINE.get(row["task"], []))
+                    print(f"{'' if jobs == 1 else f'[{done_count[0]}/{len(names)}] {name} '}"
+                          f"({row['wall_s']:.0f} s): {msg}", flush=True)
+
+    if progress and jobs > 1:
+        print(f"running {len(names)} rows, {jobs} at a time ({threads} torch thread(s) each)", flush=True)
+    workers = [threading.Thread(target=work, daemon=True) for _ in range(jobs)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    rows: list[dict[str, Any]] = [results_by_name[n] for n in names]
     env = environment()
+    env.update(jobs=jobs, torch_threads_per_job=threads or env["torch_threads"])
     done = {r["method"] for r in rows if "error" not in r and "unavailable" not in r}
     done_files = {file_label(m) for m in done}
     plots = [p.name for pattern in ("*_hr.png", "*_pulse.png") for p in sorted(out_dir.glob(pattern))

@@ -1,4 +1,4 @@
-"""rPPG benchmark datasets: UBFC-rPPG, PURE and MMPD, read from their original on-disk layouts.
+"""rPPG benchmark datasets: UBFC-rPPG, PURE, MMPD and COHFACE, read from their original on-disk layouts.
 
 Each video is read once, its face cropped and resized (:func:`mmtrust.data.face.crop_face_video`: Haar on
 the first frame, box x1.5, ``INTER_AREA``), and stored as one ``<id>.npz`` in the cache. Items are
@@ -17,6 +17,11 @@ Toolbox facts followed (spec A.6, C.5):
 * MMPD: ``subject<n>/p<n>_<k>.mat`` with ``video`` and ``GT_ppg`` (resampled to the frame count) plus the
   metadata keys ``light, motion, exercise, skin_color, gender, glasser, hair_cover, makeup``.
   fs = 30 is **UNVERIFIED** (the toolbox config uses 30; the dataset's own rate could not be checked).
+* COHFACE (Heusch, Anjos, Marcel, "A reproducible study on remote heart rate measurement", arXiv
+  1709.00962, 2017; used by SFDA-rPPG): ``<subject>/<session 0..3>/data.avi`` (20 fps, 640x480; some
+  releases ``data.mkv``) + ``data.hdf5`` with ``pulse`` (BVP, 256 Hz), ``respiration`` and ``time`` (s).
+  The pulse is interpolated at the frame times ``k / fps`` on its own ``time`` axis (the toolbox's
+  COHFACE loader instead stretches it to the frame count); subject = the subject folder's name.
 
 The cache folder is ``cache_dir("rppg", <name>, config_hash(root, settings, version))`` unless
 ``cache_dir=`` is given. Each ``.npz`` also stores a key made of the settings and the size and mtime of
@@ -43,7 +48,7 @@ from mmtrust.data.video import read_video
 from mmtrust.registry import register_dataset
 
 __all__ = ["RPPGVideo", "VideoItem", "RPPGVideoDataset", "DatasetLayoutError", "UBFCrPPG", "PURE", "MMPD",
-           "DEFAULT_SPLITS", "resample_to_length"]
+           "COHFACE", "DEFAULT_SPLITS", "resample_to_length"]
 
 CACHE_VERSION = 1
 DEFAULT_SPLITS: dict[str, tuple[float, float]] = {
@@ -429,6 +434,84 @@ class MMPD(RPPGVideoDataset):
         return video, np.asarray(mat["GT_ppg"], dtype=np.float64).ravel(), self.fs, meta
 
 
+def _import_h5py(what: str) -> Any:
+    try:
+        import h5py
+    except ImportError as err:
+        raise ImportError(f"{what} needs h5py to read its .hdf5 files: pip install h5py "
+                          '(or pip install "mmtrust[singlecell]", which includes it)') from err
+    return h5py
+
+
+class COHFACE(RPPGVideoDataset):
+    """COHFACE: ``<subject>/<session>/data.avi`` (20 fps) + ``data.hdf5`` (``pulse`` at 256 Hz, ``time``).
+
+    The pulse is resampled to the video frames by its timestamps: ``np.interp(k / fps, time, pulse)``
+    (the frame clock starts with the pulse clock, as in the dataset's own reference code). Without a
+    ``time`` dataset the pulse is taken as uniformly sampled at :attr:`ppg_fs` (256 Hz)."""
+
+    name = "cohface"
+    title = "COHFACE"
+    layout = ("  1/0/data.avi     (20 fps, 640x480; or data.mkv)\n"
+              "  1/0/data.hdf5    (datasets: pulse (BVP, 256 Hz), time (s), respiration)\n"
+              "  1/1/...          (sessions 0..3 per subject)\n"
+              "  2/0/...\n"
+              "  (root is the folder that holds the numbered subject folders, e.g. cohface/ or RawData/)\n")
+    fs = 20.0  # used when the container declares no frame rate
+    ppg_fs = 256.0
+    video_names = ("data.avi", "data.mkv")
+
+    def discover(self, root: Path) -> list[VideoItem]:
+        subjects = [d for d in root.iterdir() if d.is_dir() and d.name.isdigit()]
+        if not subjects:
+            nested = [d.name for d in root.iterdir() if d.is_dir() and any(
+                s.is_dir() and s.name.isdigit() for s in d.iterdir())]
+            hint = f" (did you mean {root / nested[0]}?)" if nested else ""
+            raise self.layout_error(f"no numbered subject folders{hint}")
+        items = []
+        for d in subjects:
+            sessions = [s for s in d.iterdir() if s.is_dir() and s.name.isdigit()]
+            if not sessions:
+                raise self.layout_error(f"subject {d.name} has no numbered session folders (0..3)")
+            for sdir in sessions:
+                video = next((sdir / n for n in self.video_names if (sdir / n).is_file()), None)
+                if video is None:
+                    raise self.layout_error(f"{d.name}/{sdir.name} has no {' / '.join(self.video_names)}")
+                h5 = sdir / "data.hdf5"
+                if not h5.is_file():
+                    raise self.layout_error(f"{d.name}/{sdir.name} has no data.hdf5")
+                items.append(VideoItem(f"{d.name}-{sdir.name}", d.name, {"video": video, "ground_truth": h5}))
+        _import_h5py(self.title)  # the layout fits: fail here, clearly, rather than skip every video later
+        return items
+
+    def read_raw(self, item: VideoItem) -> tuple[Any, ...]:
+        from mmtrust.data.video import probe_fps
+
+        h5py = _import_h5py(self.title)
+        path = item.source["ground_truth"]
+        with h5py.File(path, "r") as f:
+            if "pulse" not in f:
+                raise KeyError(f"{path} has no 'pulse' dataset (found: {sorted(f.keys())})")
+            pulse = np.asarray(f["pulse"][()], dtype=np.float64).ravel()
+            stamps = np.asarray(f["time"][()], dtype=np.float64).ravel() if "time" in f else None
+            has_resp = "respiration" in f
+        if stamps is None or len(stamps) != len(pulse):
+            stamps = np.arange(len(pulse)) / self.ppg_fs
+        if len(pulse) < 2:
+            raise ValueError(f"{path}: the pulse has {len(pulse)} samples")
+        video = item.source["video"]
+        fps = probe_fps(video) or self.fs
+        clip = read_video(video, fps=fps)
+        frame_t = stamps[0] + np.arange(len(clip)) / fps
+        ppg = np.interp(frame_t, stamps, pulse)
+        span = float(stamps[-1] - stamps[0])
+        meta: dict[str, Any] = {"video_fps": fps, "session": int(Path(video).parent.name),
+                                "ppg_fs": round((len(pulse) - 1) / span, 3) if span > 0 else None,
+                                "ppg_seconds": round(span, 3), "video_seconds": round(len(clip) / fps, 3),
+                                "respiration": has_resp}
+        return clip.frames, ppg, fps, meta
+
+
 # ---- registry --------------------------------------------------------------------------------------
 def _make(cls: type[RPPGVideoDataset], root: str | Path | None, split: Any, kw: dict[str, Any]) -> Any:
     if root is None:
@@ -456,3 +539,9 @@ def pure(root: str | Path | None = None, split: Any = "all", **kw: Any) -> PURE:
                   summary="MMPD (.mat videos with GT_ppg and recording conditions; fs=30 unverified); needs root=")
 def mmpd(root: str | Path | None = None, split: Any = "all", **kw: Any) -> MMPD:
     return _make(MMPD, root, split, kw)
+
+
+@register_dataset("cohface", task="rppg", builtin=False, splits=_SPLITS, layout=COHFACE.layout,
+                  summary="COHFACE (40 subjects x 4 sessions, 20 fps AVI, 256 Hz BVP in HDF5); needs root=")
+def cohface(root: str | Path | None = None, split: Any = "all", **kw: Any) -> COHFACE:
+    return _make(COHFACE, root, split, kw)
