@@ -116,3 +116,13 @@ def test_predict_on_a_shipped_photo_and_a_video(task, tmp_path):
     assert out["kind"] == "video" and out["n_frames"] == 4
     probs = [f["faces"][0]["fake_prob"] for f in out["frames"]]
     assert out["fake_prob"] == pytest.approx(float(np.mean(probs)))
+
+
+def test_a_model_without_attention_has_no_attention_similarity(task, tiny_root):
+    """The CNN baseline has no attention maps: the metric is left out, not reported as nan."""
+    from mmtrust import create_method
+
+    model = create_method("effnet-lite0", preset="tiny").eval()
+    test = task.load_data(f"synthetic-deepfake:{tiny_root}?preset=tiny", "test", model.image_size, progress=False)
+    m, _ = task.evaluate(model, test)
+    assert "attn_similarity" not in m and 0.0 <= m["AUC"] <= 1.0

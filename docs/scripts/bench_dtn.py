@@ -64,7 +64,7 @@ def main() -> None:
                 f.write(json.dumps(row) + "\n")
             m = row["metrics"]
             print(f"{proto:26s} {label:16s} AUC {m['AUC']:.4f} EER {m['EER']:.4f} ACC {m['ACC']:.4f} "
-                  f"attn_sim {m['attn_similarity']:.4f} params {row['params']} train {row['train_s']:.1f}s",
+                  f"attn_sim {m.get('attn_similarity', float('nan')):.4f} params {row['params']} train {row['train_s']:.1f}s",
                   flush=True)
             write_table(out)
 
@@ -77,7 +77,7 @@ def write_table(out: Path) -> None:
     for r in rows:
         m = r["metrics"]
         cells = [r["protocol"], r["method"], *(f"{m[k]:.4f}" for k in ("AUC", "EER", "ACC", "AP")),
-                 *(f"{m[k]:.4f}" if k in m else "-" for k in kinds), f"{m['attn_similarity']:.4f}",
+                 *(f"{m[k]:.4f}" if k in m else "-" for k in kinds), f"{m['attn_similarity']:.4f}" if 'attn_similarity' in m else "-",
                  str(r["params"]), f"{r['train_s']:.1f}", f"{r['infer_items_per_s']:.0f}"]
         lines.append("| " + " | ".join(cells) + " |")
     (out / "table.md").write_text("\n".join(lines) + "\n")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing as mp
+import os
 import platform
 import resource
 import sys
@@ -107,7 +108,6 @@ def _worker(name: str, preset: str | None, data: str | None, out_dir: str, quick
             demo: bool = False) -> None:
     try:
         import logging
-        import os
 
         # the fork server started earlier, maybe elsewhere: take the caller's working folder and environment
         if environ is not None:
@@ -149,8 +149,6 @@ def _run_isolated(name: str, preset: str | None, data: str | None, out_dir: Path
                   threads: int | None = None, demo: bool = False) -> dict[str, Any]:
     ctx = _context()
     queue = ctx.Queue()
-    import os
-
     proc = ctx.Process(target=_worker, args=(name, preset, data, str(out_dir), quick, queue, threads, os.getcwd(),
                                              dict(os.environ), demo))
     proc.start()
@@ -264,7 +262,7 @@ def run_order(names: list[str], data: str | None) -> tuple[list[str], dict[str, 
 
     Rows that share a dataset must not build it at the same time, so the first row of each dataset to start is
     its cheapest (an untrained one where there is one): it builds the data and the others wait for it to end.
-    After those builders, the trained rows go first (longest first), then the rest in the asked order.
+    After those builders, the trained rows go first, then the rest, each in the asked order.
     """
     from ..registry import get_method
 

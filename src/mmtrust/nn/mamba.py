@@ -71,8 +71,9 @@ Measured on the 12 scans of one PhysMamba paper forward (L = 2048 .. 65536 token
 2048), interleaved with the previous chunked version (per-block allocations, ``exp``, running decay
 product and a correction pass) on a 2-core CPU shared with other jobs (load average ~10, so only
 ratios mean anything): 0.66x its wall time and process CPU time with 2 threads, 0.65-0.7x its CPU
-time with one thread. That version took ~1.7 s of a ~4.1 s paper forward on the quiet machine. The
-peak RSS of one paper forward is ~0.85 GB (was ~0.89 GB).
+time with one thread. That version took ~1.7 s of a ~4.1 s paper forward on the quiet machine; with this
+one the quiet paper forward (2 threads) is 3.53 s median (3.27-3.67, three runs), against 13.0 s for the
+sequential reference port. The peak RSS of one paper forward is ~0.85-0.94 GB (was ~0.89 GB).
 
 Shape:
     selective_scan / selective_scan_ref:

@@ -11,7 +11,7 @@ forgery method (DTN and its baselines).
   lowest **validation** loss (the engine's rule); the test split is never used for selection.
 * **Evaluation**: frame-level AUC, EER, ACC (at 0.5), AP, video-level ones over the mean frame score per
   video (DeepfakeBench), ``AUC_<type>`` for each forgery type against all real frames, and
-  ``attn_similarity`` (mean over test batches).
+  ``attn_similarity`` (mean over test batches; left out for a model without attention).
 * **Data**: ``--data`` is a registered forgery dataset (``synthetic-deepfake``, ``faceforensics++:ROOT``,
   ...), options after ``?`` (``synthetic-deepfake?preset=quick&kinds=[sbi]``), or ``protocol:NAME`` /
   a protocol YAML (``protocols/forgery/*.yaml``): its ``train_data`` gives the train and val splits, its
@@ -259,7 +259,8 @@ class ForgeryTask:
             keep = (y == 0) | (types == kind)
             if (types == kind).any():
                 metrics[f"AUC_{kind}"] = binary_auc(s[keep], y[keep])
-        metrics["attn_similarity"] = sim
+        if math.isfinite(sim):  # a model without attention (a CNN baseline) has no such figure: leave it out
+            metrics["attn_similarity"] = sim
         records = [{"video": v, "type": k, "label": int(lab), "fake_prob": float(p)}
                    for v, k, lab, p in zip(frames.videos, frames.types, y, s, strict=True)]
         return metrics, records
