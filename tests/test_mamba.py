@@ -306,8 +306,11 @@ def test_fast_scan_fp16_input_runs_in_fp32():
 def test_scan_plan_chunk_follows_length():
     from mmtrust.nn.mamba import BLOCK_ELEMS, CHUNK, MIN_CHUNK, _plan
 
-    assert _plan(1, 65536, 64, 16, False, None, None)[:2] == (CHUNK, 1024)  # PhysMamba shapes
-    assert _plan(1, 32768, 128, 16, False, None, None)[:2] == (CHUNK, 512)
+    # PhysMamba paper shapes: a block of BLOCK_ELEMS state values, so each per-token op of the sweeps is
+    # BLOCK_ELEMS / CHUNK values (above ATen's 32768-element grain: it runs on every intra-op thread)
+    assert _plan(1, 65536, 64, 16, False, None, None)[:2] == (CHUNK, BLOCK_ELEMS // (64 * 16))
+    assert _plan(1, 32768, 128, 16, False, None, None)[:2] == (CHUNK, BLOCK_ELEMS // (128 * 16))
+    assert BLOCK_ELEMS // CHUNK > 32768
     assert _plan(1, 3, 8, 4, False, None, None) == (MIN_CHUNK, MIN_CHUNK * (BLOCK_ELEMS // (8 * 4 * MIN_CHUNK)), 4)
     assert _plan(1, 100, 8, 4, False, 5, None)[0] == 5  # an explicit chunk is kept
 

@@ -369,6 +369,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from .runtime import keep_freed_memory
+
+    keep_freed_memory()  # malloc keeps freed memory: no page faults on every big tensor (see mmtrust.runtime)
     args = build_parser().parse_args(argv)
     debug = os.environ.get("MMTRUST_DEBUG")
     try:

@@ -21,5 +21,7 @@ for _name in ("torch", "lightning.pytorch", "numpy", "scipy.signal", "scipy.stat
         pass
 
 from mmtrust.registry import _load_plugins  # noqa: E402 - after the heavy imports above
+from mmtrust.runtime import keep_freed_memory  # noqa: E402
 
 _load_plugins()
+keep_freed_memory()  # a malloc setting (no threads, no memory): every forked row inherits it

@@ -117,6 +117,10 @@ def _worker(name: str, preset: str | None, data: str | None, out_dir: str, quick
             os.chdir(cwd)
         import warnings
 
+        from ..runtime import keep_freed_memory
+
+        keep_freed_memory()  # as the CLI does (a no-op when the fork server already applied it)
+
         import lightning.pytorch  # noqa: F401 - it sets its own log level on import; ours must come after
 
         if threads:

@@ -43,13 +43,15 @@ Facts used (from the official code; the fast path is the one that runs)
 
 Algorithm of the fast scan
 --------------------------
-The sequence is cut into chunks of ``chunk`` tokens (32 for PhysMamba's shapes; shorter sequences get
-a smaller power of two, see ``_plan``) and the chunks into blocks of about 2^20 state values (~4 MB of
-fp32 whatever ``B, D, N``), processed one after the other. A block lives in two reused workspaces laid
+The sequence is cut into chunks of ``chunk`` tokens (64 for PhysMamba's shapes; shorter sequences get
+a smaller power of two, see ``_plan``) and the chunks into blocks of about 2^22 state values (~16 MB of
+fp32 whatever ``B, D, N``), processed one after the other. A block that size makes each per-token op of
+the two sweeps 2^22 / 64 = 65,536 values, above ATen's 32,768-element grain, so every sweep op runs on
+all intra-op threads (with 2^20 they ran on one core). A block lives in two reused workspaces laid
 out token-major ``(Tc, B, n_chunks, N, D)``, so each per-token slice is contiguous and nothing is
 allocated per block. Per block (forward):
 
-1. ``dec = exp2(delta_t * A log2 e)`` (``exp2`` is about twice as fast as ``exp`` on CPU) and
+1. ``dec = exp2(delta_t * A log2 e)`` (``exp2`` is much cheaper than ``exp`` on CPU: 1.8 ms against 13.7 ms for 4M values here) and
    ``st = B_t (outer) x_t`` for every token;
 2. sweep 1: the recurrence inside all chunks at once from a zero state (``Tc`` fused multiply-adds
    into a small running state) gives each chunk's local end state;
@@ -68,12 +70,14 @@ states saved in the forward, runs the adjoint recurrence as a chunked scan on th
 and contracts.
 
 Measured on the 12 scans of one PhysMamba paper forward (L = 2048 .. 65536 tokens, D*N = 1024 /
-2048), interleaved with the previous chunked version (per-block allocations, ``exp``, running decay
-product and a correction pass) on a 2-core CPU shared with other jobs (load average ~10, so only
-ratios mean anything): 0.66x its wall time and process CPU time with 2 threads, 0.65-0.7x its CPU
-time with one thread. That version took ~1.7 s of a ~4.1 s paper forward on the quiet machine; with this
-one the quiet paper forward (2 threads) is 3.53 s median (3.27-3.67, three runs), against 13.0 s for the
-sequential reference port. The peak RSS of one paper forward is ~0.85-0.94 GB (was ~0.89 GB).
+2048), on the 2-core CPU, medians of 6 interleaved runs: the six scan shapes took 671 ms in all with
+2^20-value blocks and chunks of 32 (the previous setting), 507 ms with 2^22 and 64 (0.76x). Rejected
+on the same measurement: 2^21 blocks (551-658 ms); running the two directions' scans in two Python
+threads (slower than one thread at a time once the sweep ops use both cores: oversubscription); and a
+variant that computes each token's decay inside the sweeps instead of storing the block's decays
+(fewer bytes moved, three times the ops: 246-273 ms against 209-213 ms for the big shapes; the scan is
+bound by per-op cost, not memory bandwidth). Forward figures for the whole network are in
+:mod:`mmtrust.methods.rppg.physmamba`.
 
 Shape:
     selective_scan / selective_scan_ref:
@@ -104,11 +108,11 @@ from torch import Tensor, nn
 __all__ = ["BiMamba", "selective_scan", "selective_scan_ref"]
 
 #: largest (default) number of tokens per chunk of the fast scan (the inner sequential loop length)
-CHUNK = 32
+CHUNK = 64
 #: smallest chunk the automatic choice uses (short sequences)
 MIN_CHUNK = 4
 #: state values (B * D * N * tokens) processed per block on CPU; bounds the scan's working memory
-BLOCK_ELEMS = 1 << 20
+BLOCK_ELEMS = 1 << 22
 #: the same on CUDA, where bigger blocks amortise kernel launches
 BLOCK_ELEMS_CUDA = 1 << 24
 _LOG2E = 1.0 / math.log(2.0)
@@ -223,7 +227,7 @@ def _plan(
 
     A block costs about ``2 chunk + n_chunks`` Python-level ops for ``chunk * n_chunks`` tokens, so by
     default the chunk is the power of two nearest ``sqrt(2 * tokens per block)``, within
-    [:data:`MIN_CHUNK`, :data:`CHUNK`] (32 for PhysMamba's shapes, less for short sequences).
+    [:data:`MIN_CHUNK`, :data:`CHUNK`] (64 for PhysMamba's shapes, less for short sequences).
     """
     if block_elems is None:
         block_elems = BLOCK_ELEMS_CUDA if is_cuda else BLOCK_ELEMS
@@ -439,16 +443,16 @@ def _causal_depthwise_conv(x: Tensor, weight: Tensor, bias: Tensor | None) -> Te
     """Token-major causal depthwise conv: x (B, L, D), weight (D, 1, K) -> (B, L, D).
 
     Equals ``F.conv1d(x^T, weight, bias, padding=K-1, groups=D)[..., :L]^T`` (cross-correlation with
-    K-1 zeros on the left), without transposing the sequence.
+    K-1 zeros on the left). The sequence is handed to a depthwise ``conv2d`` as a channels-last
+    (B, D, L, 1) image, which is the token-major layout itself, so no transpose is copied (about 9x
+    faster on CPU than K shifted multiply-adds for PhysMamba's shapes). The result is a (B, L, D) view
+    whose rows are contiguous.
     """
     k = weight.shape[-1]
     length = x.shape[1]
-    xp = F.pad(x, (0, 0, k - 1, 0))
-    w = weight[:, 0, :]  # (D, K)
-    out = xp[:, k - 1 : k - 1 + length] * w[:, k - 1]
-    for j in range(k - 1):
-        out = out.addcmul(xp[:, j : j + length], w[:, j])
-    return out if bias is None else out + bias
+    img = x.transpose(1, 2).unsqueeze(-1).contiguous(memory_format=torch.channels_last)  # (B, D, L, 1)
+    out = F.conv2d(img, weight.unsqueeze(-1), bias, padding=(k - 1, 0), groups=weight.shape[0])
+    return out[:, :, :length, 0].transpose(1, 2)
 
 
 class BiMamba(nn.Module):
@@ -588,9 +592,12 @@ class BiMamba(nn.Module):
         x_dbl = F.linear(u, x_proj.weight)  # (B, L, dt_rank + 2N)
         dt, b, c = torch.split(x_dbl, [self.dt_rank, self.d_state, self.d_state], dim=-1)
         u = u.to(ct)
-        delta = F.softplus(F.linear(dt, dt_proj.weight).to(ct) + dt_proj.bias.to(ct))
+        if dt.dtype == ct:  # the bias add fused into the projection
+            delta = F.softplus(F.linear(dt, dt_proj.weight, dt_proj.bias.to(ct)))
+        else:
+            delta = F.softplus(F.linear(dt, dt_proj.weight).to(ct) + dt_proj.bias.to(ct))
         y = _scan_tokens(u, delta, A.to(ct), b.to(ct), c.to(ct))
-        return (y + u * d.to(ct)) * F.silu(z.to(ct))
+        return torch.addcmul(y, u, d.to(ct)) * F.silu(z.to(ct))
 
     def forward(self, hidden_states: Tensor) -> Tensor:
         dtype_in = hidden_states.dtype
