@@ -63,7 +63,8 @@ released model is, numerically, its CNN part alone. Our parity tests therefore a
 fixture (released weights with seeded Mamba tensors) to check the scan, token order and both directions.
 
 Speed (CPU inference; ``cfg.fast_layout``, on by default, the same function up to float rounding):
-    * the network runs in channels-last memory layout (``(B, T, H, W, C)`` in memory): oneDNN's 3-D
+    * in eval mode the network runs in channels-last memory layout (``(B, T, H, W, C)`` in memory; in
+      training it made a tiny-preset step ~6 % slower, so training keeps the default layout): oneDNN's 3-D
       convolutions and max-pools are faster in it (the 32->64 3x3x3 stem conv 564 -> 488 ms, the 1x5x5 one
       167 -> 104 ms, a (1,2,2) max-pool 165 -> 53 ms), and the Mamba token sequence ``(B, T*H*W, C)`` is
       then a view of the feature map, not a transposed copy;
@@ -171,8 +172,8 @@ class PhysMambaConfig:
     expand: int = 2
     #: selective-scan implementation: "fast" (parallel) or "ref" (sequential loop, for checking)
     scan: str = "fast"
-    #: inference speed-ups that keep the function (rounding aside): run the network in channels-last
-    #: (token-major) memory layout, and, in eval mode, fold each BatchNorm into the convolution before it.
+    #: inference speed-ups that keep the function (rounding aside): in eval mode, run the network in
+    #: channels-last (token-major) memory layout and fold each BatchNorm into the convolution before it.
     #: ``scan="ref"`` turns both off, so the straightforward port stays the official op order.
     fast_layout: bool = True
     #: z-score the training label with the batch-global mean/std (official trainer quirk) instead of per sample
@@ -556,7 +557,7 @@ class PhysMamba(RPPGModel):
         """``video`` (B, C, T, H, W) DiffNormalized -> rPPG (B, T). ``fs`` is unused (kept for the contract)."""
         self._check(video)
         b, _, t, _, _ = video.shape
-        if self._fast_layout:  # (B, C, T, H, W) stored as (B, T, H, W, C): Mamba's tokens are then a free view
+        if self._fast_layout and not self.training:  # (B, T, H, W, C) in memory: Mamba tokens are a free view
             video = video.contiguous(memory_format=torch.channels_last_3d)
         x = self.MaxpoolSpa(self.ConvBlock1(video))  # (B, s/4, T, H/2, W/2)
         x = self.ConvBlock3(self.ConvBlock2(x))  # (B, s, T, H/2, W/2)
