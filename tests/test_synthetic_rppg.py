@@ -122,6 +122,37 @@ def test_layout_is_ubfc_like(tiny_root: Path) -> None:
     assert {"astronaut", "grace_hopper"} <= sources
 
 
+def test_every_split_spans_the_hr_range(tiny_root: Path) -> None:
+    """Version 4: the HR draw is stratified per split, so the test split is not confined to a narrow band.
+
+    Pure config/draw check (no rendering) on several seeds of the quick preset, plus the built tiny set."""
+    from mmtrust.data.rppg_datasets import DEFAULT_SPLITS
+
+    quick = sr.make_config("quick")
+    lo, hi = quick.hr_range_bpm
+    blocks = sr.split_blocks(quick.n_subjects)
+    assert [len(b) for b in blocks.values()] == [21, 7, 7] and blocks["test"] == range(29, 36)
+    for name, b in blocks.items():  # the same cut as the loader's default splits
+        begin, end = DEFAULT_SPLITS[name]
+        assert (b.start - 1, b.stop - 1) == (int(begin * quick.n_subjects + 1e-9), int(end * quick.n_subjects + 1e-9))
+    for seed in range(6):
+        cfg = sr.make_config("quick", seed=seed)
+        hrs = sr.subject_heart_rates(cfg)
+        assert hrs == sr.subject_heart_rates(cfg) and len(hrs) == cfg.n_subjects
+        assert all(lo <= h <= hi for h in hrs)
+        for name, b in blocks.items():
+            h = np.sort([hrs[i - 1] for i in b])
+            assert h[-1] - h[0] >= 0.5 * (hi - lo), (seed, name, h)
+            # one subject per stratum of width (hi - lo) / m
+            np.testing.assert_array_equal(np.floor((h - lo) / (hi - lo) * len(b)).clip(max=len(b) - 1),
+                                          np.arange(len(b)))
+    assert sr.subject_heart_rates(sr.make_config("quick", seed=1)) != sr.subject_heart_rates(quick)
+    # the built data carries exactly these HRs
+    tiny = sr.SyntheticRPPGConfig.preset("tiny")
+    built = [json.loads((sub / "meta.json").read_text())["hr_bpm"] for sub in _subjects(tiny_root)]
+    assert built == sr.subject_heart_rates(tiny)
+
+
 def test_label_fft_peak_is_true_hr(tiny_root: Path) -> None:
     for sub in _subjects(tiny_root):
         ppg, hr, _ = _gt(sub)
