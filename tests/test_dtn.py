@@ -129,7 +129,7 @@ def test_attention_similarity_measure():
     assert float(attention_similarity([e0, e1])) == pytest.approx(0.0, abs=1e-6)
 
 
-@pytest.mark.parametrize("preset", ["tiny", "quick", "paper"])
+@pytest.mark.parametrize("preset", ["tiny", "quick", "bench", "paper"])
 def test_preset_shapes_and_equal_size_vit(preset):
     counts = {}
     for name in ("dtn", "vit", "effnet-lite0"):
