@@ -15,6 +15,7 @@ import pytest
 
 from mmtrust.data.rppg_datasets import COHFACE, DatasetLayoutError, RPPGVideo
 from mmtrust.data.video import write_video
+from test_rppg_data import fft_hr  # the test-side HR oracle, shared
 
 h5py = pytest.importorskip("h5py")
 
@@ -35,15 +36,6 @@ def _face() -> np.ndarray:
     from skimage import data
 
     return cv2.resize(data.astronaut()[33:193, 144:304], (SIZE, SIZE), interpolation=cv2.INTER_AREA)
-
-
-def fft_hr(sig: np.ndarray, fs: float) -> tuple[float, float]:
-    """Periodogram HR (nfft = next power of 2, argmax in 0.6-3.3 Hz) and the bin width, in bpm."""
-    nfft = 1 << int(np.ceil(np.log2(len(sig))))
-    power = np.abs(np.fft.rfft(sig - sig.mean(), nfft)) ** 2
-    freqs = np.fft.rfftfreq(nfft, 1 / fs)
-    band = (freqs >= 0.6) & (freqs <= 3.3)
-    return float(freqs[band][np.argmax(power[band])] * 60), 60 * fs / nfft
 
 
 def make_session(d, hr: float, n: int = N_FRAMES, pulse_s: float | None = None, t0: float = 0.0,

@@ -6,9 +6,10 @@ whose activations are hundreds of MB (PhysMamba's paper preset allocates ~1 GB o
 forward) page-faults every one of those pages back in, zero-filled, on every forward: ~270,000 minor page
 faults per PhysMamba clip. Asking malloc to serve large blocks from its heap and to keep freed memory for
 reuse (``M_MMAP_MAX = 0``, ``M_TRIM_THRESHOLD`` = the maximum) removes them: 345 faults a clip, and the
-PhysMamba paper forward went from 2.16 s to 1.65 s median on the 2-core CPU (same process, same minute; see
-``mmtrust.methods.rppg.physmamba``). The cost: memory a process has freed stays in it (its resident size
-does not shrink back after a peak; the peak itself was unchanged in that measurement, 0.83-0.87 GB).
+PhysMamba paper forward went from 2.16 s to 1.65 s median on the 2-core CPU (two processes run one after
+the other; more figures in ``mmtrust.methods.rppg.physmamba``). The cost: memory a process has freed stays in
+it (its resident size does not shrink back after a peak), and malloc's alignment padding can leave the heap
+above the live working set: PhysMamba's peak RSS went from 0.83-0.85 GB to 0.87-1.08 GB.
 
 This is a setting for a whole process, so the library never applies it on import: ``mmtrust`` commands
 and benchmark rows call :func:`keep_freed_memory` at start-up, and a Python user can call it too. Set
