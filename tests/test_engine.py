@@ -115,3 +115,27 @@ def test_weights_digest_handles_any_dtype():
     m = torch.nn.Linear(3, 2)
     d32 = weights_digest(m)
     assert weights_digest(m.to(torch.bfloat16)) != d32 and len(weights_digest(m)) == 64
+
+
+def test_fit_trains_in_train_mode_a_model_handed_over_in_eval_mode(tmp_path):
+    """A model loaded from a checkpoint arrives in eval mode; Lightning >= 2.2 would keep it there (frozen
+    BatchNorm statistics, no dropout). fit() must train it in train mode: BatchNorm statistics move."""
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from mmtrust.engine.module import TaskModule
+
+    seen = []
+
+    class Recipe(TaskModule):
+        def compute_loss(self, batch):
+            seen.append(self.model[0].training)
+            return self.model(batch[0]).pow(2).mean(), {}
+
+    net = torch.nn.Sequential(torch.nn.BatchNorm1d(3), torch.nn.Linear(3, 1)).eval()
+    x = torch.randn(16, 3) * 4 + 7  # far from the initial running statistics (0, 1)
+    loader = DataLoader(TensorDataset(x), batch_size=8)
+    fit(Recipe(net, TrainSettings(epochs=1, batch_size=8, lr=0.0, optimizer="sgd", scheduler="none")),
+        loader, None, tmp_path / "run", TrainSettings(epochs=1, batch_size=8, lr=0.0, optimizer="sgd",
+                                                      scheduler="none"), progress=False, accelerator="cpu")
+    assert seen and all(seen)
+    assert float(net[0].running_mean.mean()) > 0.5  # the statistics moved towards the data's mean of 7

@@ -188,6 +188,10 @@ def fit(
     monitor_val = val_loader is not None and train.select_best
     trainer, best_cb, last_cb = make_trainer(out_dir, train, resumed=resume, devices=devices, accelerator=accelerator, num_nodes=num_nodes,
                                  monitor_val=monitor_val, progress=progress, max_epochs=stop_after_epochs)
+    # Lightning >= 2.2 keeps each submodule's train/eval mode as it finds it: a model loaded from a checkpoint
+    # (eval mode) would train with frozen BatchNorm statistics and without dropout. Training starts in train
+    # mode, as it did before; a module that needs a part frozen sets it in its own ``train()`` override.
+    module.train()
     t0 = time.perf_counter()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
