@@ -305,10 +305,14 @@ def test_domain_shift_bench_tiny(source_run, tmp_path):
     from mmtrust.bench.domain_shift import run_domain_shift
 
     out = tmp_path / "bench"
-    res = run_domain_shift(out, pairs=[("clean", "dim-motion")], size="tiny", progress=False)
+    res = run_domain_shift(out, pairs=[("clean", "dim-motion")], size="tiny", seeds=2, progress=False)
     (pair,) = res["pairs"]
     names = [r["method"] for r in pair["rows"]]
     assert names[:2] == ["source-only", "sfda-rppg"] and "pos (no training)" in names
+    assert not [n for n in names if "seed" in n]  # the extra seeds are folded into the adapted row
+    adapted = pair["rows"][1]
+    assert res["adapt_seeds"] == [100, 101] and len(adapted["per_seed"]) == 2
+    assert adapted["MAE"] == pytest.approx(sum(r["MAE"] for r in adapted["per_seed"]) / 2)
     assert {"sfda-rppg: no spatial branch", "sfda-rppg: no temporal branch"} <= set(names)
     assert any("no-FWD" in n for n in names)
     for r in pair["rows"]:
@@ -316,3 +320,21 @@ def test_domain_shift_bench_tiny(source_run, tmp_path):
     assert json.loads((out / "results.json").read_text())["pairs"][0]["target"] == "dim-motion"
     assert "source-only" in (out / "report.md").read_text()
     assert (out / "domain_shift_MAE.png").stat().st_size > 5000
+
+
+def test_adaptation_moves_batchnorm_statistics_to_the_target(source_run, tmp_path):
+    """The source checkpoint loads in eval mode; stage 2 must still train in train mode, so BatchNorm's running
+    statistics move to the target (with and without overrides, which rebuild the model)."""
+    from mmtrust.engine.checkpoint import load_method
+    from mmtrust.tasks.rppg import RPPGTask
+
+    ck = source_run / "source" / "checkpoint"
+    src, _ = load_method(ck, expected_method="sfda-rppg")
+    stats = {k: v.clone() for k, v in src.state_dict().items() if k.endswith("running_mean")}
+    assert stats
+    target = UnlabeledVideos(RPPGTask().load_data(TGT, "train", 32, progress=False))
+    for name, overrides in (("plain", None), ("bn-only", {"spatial_weight": 0.0, "temporal_weight": 0.0,
+                                                          "prior_weight": 0.0, "adapt.epochs": 1})):
+        model, _ = adapt(ck, target, tmp_path / name, overrides=overrides)
+        moved = [k for k, v in stats.items() if not torch.allclose(model.state_dict()[k], v)]
+        assert len(moved) == len(stats), f"{name}: BatchNorm statistics left at the source's: {set(stats) - set(moved)}"

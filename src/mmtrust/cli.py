@@ -247,7 +247,7 @@ def cmd_bench_shift(args: argparse.Namespace) -> int:
                 raise ValueError(f"--pairs expects SOURCE:TARGET[,SOURCE:TARGET...], got {item!r}")
             pairs.append((src, tgt))
     res = run_domain_shift(args.out, pairs, size=args.size, method=args.method, preset=args.preset,
-                           sets=parse_set_args(args.set) or None, ablations=not args.no_ablations)
+                           sets=parse_set_args(args.set) or None, ablations=not args.no_ablations, seeds=args.seeds)
     for p in res["pairs"]:
         _print_table(f"{p['source']} -> {p['target']} (target test split)", ["method", "MAE", "RMSE", "Pearson"],
                      [[r["method"], *(f"{r[k]:.2f}" for k in ("MAE", "RMSE", "Pearson"))] for r in p["rows"]])
@@ -350,11 +350,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pairs", help="comma-separated SOURCE:TARGET domains of synthetic-rppg "
                                    "(default studio:webcam,studio:outdoor,webcam:outdoor)")
     p.add_argument("--size", default="quick", choices=["tiny", "quick", "full"],
-                   help="data size per domain: quick (30 subjects x 12 s; the benchmark), tiny (a check), "
-                        "full (the quick synthetic preset, 35 x 20 s)")
+                   help="data size per domain: quick (60 subjects x 12 s, 36 target test videos; the benchmark), "
+                        "tiny (a check), full (the quick synthetic preset, 35 x 20 s)")
     p.add_argument("--preset", help="method preset (default: quick, tiny for --size tiny)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one method config key")
     p.add_argument("--no-ablations", action="store_true", help="skip the ablation runs")
+    p.add_argument("--seeds", type=int, default=3,
+                   help="adaptation seeds averaged in the adapted row (default 3; ablations use the first)")
     p.add_argument("--out", default="runs/bench-shift")
     p.set_defaults(func=cmd_bench_shift)
 
