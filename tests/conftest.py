@@ -20,3 +20,13 @@ def tiny_still_rppg(tmp_path_factory):
     root = tmp_path_factory.mktemp("rppg-data") / "synth"
     build_synthetic_rppg(make_config("tiny", domain="still"), root=root, progress=False)
     return root
+
+
+@pytest.fixture(scope="session")
+def tiny_deepfake_root(tmp_path_factory):
+    """The tiny built-in face-forgery set (synthetic-deepfake, preset tiny), built once per test session."""
+    import mmtrust
+
+    root = tmp_path_factory.mktemp("forgery-data") / "sd"
+    mmtrust.load_dataset("synthetic-deepfake", root=str(root), split="train", preset="tiny", progress=False)
+    return root

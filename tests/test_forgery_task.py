@@ -13,19 +13,12 @@ from mmtrust.registry import get_method, get_task
 
 
 @pytest.fixture(scope="module")
-def tiny_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("forgery-data") / "sd"
-    mmtrust.load_dataset("synthetic-deepfake", root=str(root), split="train", preset="tiny", progress=False)
-    return root
-
-
-@pytest.fixture(scope="module")
 def task():
     return get_task("forgery")
 
 
-def test_data_specs_kinds_and_protocols(task, tiny_root, tmp_path):
-    spec = f"synthetic-deepfake:{tiny_root}?preset=tiny"
+def test_data_specs_kinds_and_protocols(task, tiny_deepfake_root, tmp_path):
+    spec = f"synthetic-deepfake:{tiny_deepfake_root}?preset=tiny"
     train = task.load_data(spec, "train", 32, progress=False)
     sbi = task.load_data(spec + "&kinds=[sbi]", "train", 32, progress=False)
     assert {r["kind"] for r in train.records} == {"real", "sbi", "swap", "generator"}
@@ -43,8 +36,8 @@ def test_data_specs_kinds_and_protocols(task, tiny_root, tmp_path):
     assert {"synthetic-intra", "synthetic-cross-forgery", "ffpp-to-celebdf"} <= set(list_protocols("forgery"))
 
 
-def test_train_selects_on_val_and_reports_metrics(task, tiny_root, tmp_path):
-    spec = f"synthetic-deepfake:{tiny_root}?preset=tiny"
+def test_train_selects_on_val_and_reports_metrics(task, tiny_deepfake_root, tmp_path):
+    spec = f"synthetic-deepfake:{tiny_deepfake_root}?preset=tiny"
     entry = get_method("dtn")
     row = task.bench(entry, "tiny", spec, tmp_path, quick=True, overrides={"train.epochs": 1})
     m = row["metrics"]
@@ -78,10 +71,10 @@ def test_evaluate_video_level_write_eval_and_one_class_error(task, tmp_path):
         task.evaluate(model, [Vid(0, 1), Vid(1, 1)])
 
 
-def test_born_again_generations(task, tiny_root, tmp_path):
+def test_born_again_generations(task, tiny_deepfake_root, tmp_path):
     model = mmtrust.create_method("dtn", preset="tiny", **{"dsd.teacher": "previous", "dsd.generations": 2})
     assert model.generations() == 2
-    res = task.train(model, model.cfg, f"synthetic-deepfake:{tiny_root}?preset=tiny", tmp_path, progress=False)
+    res = task.train(model, model.cfg, f"synthetic-deepfake:{tiny_deepfake_root}?preset=tiny", tmp_path, progress=False)
     assert (tmp_path / "gen0" / "checkpoints").is_dir() and (tmp_path / "gen1" / "checkpoints").is_dir()
     rows1 = list(csv.DictReader(open(tmp_path / "gen1" / "logs" / "metrics.csv")))
     rows0 = list(csv.DictReader(open(tmp_path / "gen0" / "logs" / "metrics.csv")))
@@ -118,11 +111,11 @@ def test_predict_on_a_shipped_photo_and_a_video(task, tmp_path):
     assert out["fake_prob"] == pytest.approx(float(np.mean(probs)))
 
 
-def test_a_model_without_attention_has_no_attention_similarity(task, tiny_root):
+def test_a_model_without_attention_has_no_attention_similarity(task, tiny_deepfake_root):
     """The CNN baseline has no attention maps: the metric is left out, not reported as nan."""
     from mmtrust import create_method
 
     model = create_method("effnet-lite0", preset="tiny").eval()
-    test = task.load_data(f"synthetic-deepfake:{tiny_root}?preset=tiny", "test", model.image_size, progress=False)
+    test = task.load_data(f"synthetic-deepfake:{tiny_deepfake_root}?preset=tiny", "test", model.image_size, progress=False)
     m, _ = task.evaluate(model, test)
     assert "attn_similarity" not in m and 0.0 <= m["AUC"] <= 1.0

@@ -4,10 +4,14 @@ Usage::
 
     .venv/bin/python docs/scripts/bench_dtn.py --out runs/bench_dtn [--preset quick] [--only dtn,vit]
         [--protocols synthetic-intra,synthetic-cross-forgery] [--no-ablation] [--threads 2]
+        [--data-options "online=1&augment=strong"] [--set train.epochs=40 ...]
 
 Each row trains on the protocol's train split (epoch chosen on its val split), evaluates on its test split
 (never used for selection), and is appended to ``OUT/results.jsonl`` as soon as it finishes; ``OUT/table.md``
-is rewritten after each row.
+is rewritten after each row. ``--data-options`` are appended to each protocol (``protocol:NAME?OPTIONS``):
+``online=1`` re-renders the built-in train forgeries every epoch, ``augment=strong`` is the strong training
+augmentation (both act on training only; val and test data are unchanged). ``--set KEY=VALUE`` overrides a
+config key of every row (e.g. the same longer budget for DTN and both baselines), under each ablation's own.
 """
 
 from __future__ import annotations
@@ -35,7 +39,13 @@ def main() -> None:
     ap.add_argument("--ablations", default=",".join(ABLATIONS))
     ap.add_argument("--no-ablation", action="store_true")
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--data-options", default="", help='appended to each protocol, e.g. "online=1&augment=strong"')
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="config override for every row, e.g. train.epochs=40 (repeatable)")
     args = ap.parse_args()
+    from mmtrust.config import parse_set_args
+
+    common = parse_set_args(args.set) or {}
 
     import logging
 
@@ -56,9 +66,11 @@ def main() -> None:
     for proto in args.protocols.split(","):
         for label, method, overrides in jobs:
             t0 = time.perf_counter()
-            row = task.bench(get_method(method), args.preset, f"protocol:{proto}", out / proto, quick=True,
-                             label=label, overrides=overrides)
-            row.update(protocol=proto, wall_s=round(time.perf_counter() - t0, 1))
+            data = f"protocol:{proto}" + (f"?{args.data_options}" if args.data_options else "")
+            row = task.bench(get_method(method), args.preset, data, out / proto, quick=True,
+                             label=label, overrides={**common, **overrides})
+            row.update(protocol=proto, data_options=args.data_options, sets=common,
+                       wall_s=round(time.perf_counter() - t0, 1))
             row.pop("config", None)
             with open(out / "results.jsonl", "a") as f:
                 f.write(json.dumps(row) + "\n")

@@ -40,6 +40,12 @@ Layout::
     ROOT/images/<split>/<kind>/<id>.png           (video: ROOT/images/<split>/<kind>/<id>/000.png ...)
     ROOT/masks/<split>/<kind>/<id>.png            uint8 mask x255 (video: the mask of frame 0)
 
+**Online training forgeries** (``synthetic-deepfake?online=1``, :class:`OnlineSyntheticDeepfake`): the train
+split is re-rendered every epoch from its canvases with fresh random draws (augmentation, blend mask,
+colour / sharpness / position transform, swap donor among the train identities, generator traces, JPEG),
+as SBI self-blends on the fly; epoch 0 is the cached build. The val and test splits always come from the
+cache, unchanged, and the cache itself is never rewritten.
+
 Deterministic from the config (seed included); cached in ``cache_dir("synthetic-deepfake",
 "v<version>-<hash>")`` through :func:`~mmtrust.data.cache.atomic_dir`; a progress bar shows the build.
 Bump :data:`GENERATOR_VERSION` whenever the output would change.
@@ -61,7 +67,7 @@ from mmtrust.data.forgery_base import FAKE, REAL, ForgerySample, ForgeryVideo
 from mmtrust.registry import register_dataset
 
 __all__ = ["GENERATOR_VERSION", "KINDS", "PRESETS", "SyntheticDeepfakeConfig", "build_synthetic_deepfake",
-           "SyntheticDeepfake", "synthetic_deepfake", "prepare_canvases", "Canvas"]
+           "SyntheticDeepfake", "OnlineSyntheticDeepfake", "synthetic_deepfake", "prepare_canvases", "Canvas"]
 
 GENERATOR_VERSION = 1
 KINDS = ("real", "sbi", "swap", "generator")
@@ -271,6 +277,24 @@ class _Maker:
         return crop, mask_c, info
 
 
+def _draw_sample(config: SyntheticDeepfakeConfig, seed: list[int], kind: str, mates: list[int],
+                 canvases: list[Canvas], n_frames: int) -> tuple[Any, Any, Canvas | None, Any, tuple[bool, int], list[int]]:
+    """The random draws of one sample from its ``seed``: ``(augment params of the first and last frame,
+    swap donor (from ``mates``, the other identities of the split) or None, donor augment params,
+    (jpeg?, quality), forge seed)``. The build and the online re-rendering share it."""
+    from mmtrust.data.faces.material import AugmentParams
+
+    rng = np.random.default_rng(seed)
+    p0 = AugmentParams.draw(rng, config.augment_strength)
+    p1 = AugmentParams.draw(rng, 0.35 * config.augment_strength) if n_frames > 1 else p0
+    p1 = dataclasses.replace(p1, blur=p0.blur, noise=p0.noise)
+    donor = canvases[int(rng.choice(mates))] if kind == "swap" else None
+    d0 = AugmentParams.draw(rng, 0.5 * config.augment_strength) if donor is not None else None
+    post = (bool(rng.random() < config.jpeg_p), int(rng.integers(config.jpeg_quality[0], config.jpeg_quality[1] + 1)))
+    forge_seed = [*seed, int(rng.integers(2**31))]
+    return p0, p1, donor, d0, post, forge_seed
+
+
 def _json_default(o: Any) -> Any:
     if isinstance(o, np.generic):
         return o.item()
@@ -305,7 +329,7 @@ def build_synthetic_deepfake(config: SyntheticDeepfakeConfig | None = None, root
     import cv2
     from tqdm.auto import tqdm
 
-    from mmtrust.data.faces.material import AugmentParams, identity_splits
+    from mmtrust.data.faces.material import identity_splits
 
     config = config or SyntheticDeepfakeConfig()
     config.validate()
@@ -340,15 +364,7 @@ def build_synthetic_deepfake(config: SyntheticDeepfakeConfig | None = None, root
                     continue
                 for k in range(config.per_identity):
                     seed = [config.seed, ci, ki, k]
-                    rng = np.random.default_rng(seed)
-                    p0 = AugmentParams.draw(rng, config.augment_strength)
-                    p1 = AugmentParams.draw(rng, 0.35 * config.augment_strength) if n_frames > 1 else p0
-                    p1 = dataclasses.replace(p1, blur=p0.blur, noise=p0.noise)
-                    donor = canvases[int(rng.choice(mates))] if kind == "swap" else None
-                    d0 = AugmentParams.draw(rng, 0.5 * config.augment_strength) if donor is not None else None
-                    post = (bool(rng.random() < config.jpeg_p), int(rng.integers(config.jpeg_quality[0],
-                                                                                 config.jpeg_quality[1] + 1)))
-                    forge_seed = [*seed, int(rng.integers(2**31))]
+                    p0, p1, donor, d0, post, forge_seed = _draw_sample(config, seed, kind, mates, canvases, n_frames)
                     iod = float(np.linalg.norm(cv.landmarks5[1] - cv.landmarks5[0]))
                     sid = f"{split}-{kind}-{cv.name}-{k}"
                     rel = Path("images", split, kind, sid)
@@ -452,6 +468,76 @@ class SyntheticDeepfake:
                 f"identities={len(self.identities)}, variant={self.variant!r})")
 
 
+_ONLINE_TAG = 0x0417  # seeds of online re-renders: [seed, _ONLINE_TAG, epoch, canvas, kind, k] (never a build seed)
+
+
+class OnlineSyntheticDeepfake(SyntheticDeepfake):
+    """The **train** split of a built synthetic-deepfake folder whose samples are re-rendered every epoch.
+
+    :meth:`render_epoch` ``(epoch)`` returns the split's samples for that epoch: epoch 0 is the cached
+    build; epoch ``e >= 1`` draws every sample afresh (SBI-style online forgeries, as the SBI paper blends
+    on the fly): new identity-preserving augmentation of the canvas (pose, scale, light, colour, blur,
+    noise), new blend mask / colour / sharpness / position transform, new swap donor, new generator traces
+    and JPEG draw. Real samples are re-drawn too, so a real crop is never more familiar than a fake one.
+    Records, ids, labels, kinds and order stay those of the cached split; only the pixels change. Swap
+    donors are drawn from the **train** identities only; nothing of the val / test identities is touched.
+    Renders are deterministic in ``(config seed, epoch)``. Image variant only.
+    """
+
+    def __init__(self, root: str | Path, kinds: tuple[str, ...] | list[str] | None = None) -> None:
+        super().__init__(root, split="train", kinds=kinds, with_masks=True)
+        if self.variant != "image":
+            raise ValueError("online re-rendering supports variant='image' only")
+        kw = {k: tuple(v) if isinstance(v, list) else v for k, v in self.info["config"].items()}
+        self.config = SyntheticDeepfakeConfig(**kw)
+        detector = _resolve_detector(self.config.detector)
+        if detector.name != self.info.get("detector"):
+            raise RuntimeError(f"{self.root} was built with the {self.info.get('detector')} detector but "
+                               f"{detector.name} is what loads now: its canvases cannot be re-made")
+        c = self.config
+        self.canvases, _ = prepare_canvases(c.canvas_size, detector, c.include_lfw, c.max_identities,
+                                            colourise_seed=c.seed if c.colourise_grey else None)
+        self.train_identities = set(self.info["identities"]["train"])
+        self._index = {cv.name: i for i, cv in enumerate(self.canvases)}
+        missing = {r["photo"] for r in self.records} - set(self._index)
+        if missing or {cv.identity for cv in self.canvases if cv.identity in self.train_identities} != self.train_identities:
+            raise RuntimeError(f"the canvases re-made for {self.root} do not match its train identities "
+                               f"(missing photos: {sorted(missing)[:5]})")
+        self._maker = _Maker(c, self.canvases)
+
+    def _seed(self, record: dict[str, Any], epoch: int | None) -> list[int]:
+        """The seed of a record's render: the build's for ``epoch=None``, an online one otherwise."""
+        ci = self._index[record["photo"]]
+        ki = list(self.config.kinds).index(record["kind"])
+        k = int(record["id"].rsplit("-", 1)[1])
+        base = [self.config.seed, ci, ki, k]
+        return base if epoch is None else [self.config.seed, _ONLINE_TAG, int(epoch), ci, ki, k]
+
+    def render(self, index: int, epoch: int | None) -> ForgerySample:
+        """Render record ``index`` afresh for ``epoch`` (``None``: with its build seed, i.e. the cached sample)."""
+        r = self.records[index]
+        ci = self._index[r["photo"]]
+        cv = self.canvases[ci]
+        mates = [j for j, o in enumerate(self.canvases) if j != ci and o.identity in self.train_identities]
+        p0, _, donor, d0, post, forge_seed = _draw_sample(self.config, self._seed(r, epoch), r["kind"], mates,
+                                                          self.canvases, 1)
+        img, mask, info = self._maker.frame(r["kind"], cv, donor, p0, d0, forge_seed, np.zeros((5, 2)), post)
+        meta = {"split": "train", "photo": cv.name, "donor_identity": donor.identity if donor is not None else None,
+                "jpeg_quality": post[1] if post[0] else None, "forgery": info, "augment": p0.as_dict(),
+                "epoch": epoch}
+        return ForgerySample(r["id"], img, r["label"], r["kind"], r["id"], r["identity"],
+                             mask if r["kind"] != "real" else np.zeros_like(mask), meta)
+
+    def render_epoch(self, epoch: int) -> list[ForgerySample]:
+        """Every sample of the split for ``epoch`` (0: the cached build; >= 1: fresh renders)."""
+        if epoch <= 0:
+            return [self[i] for i in range(len(self))]
+        return [self.render(i, epoch) for i in range(len(self))]
+
+    def __repr__(self) -> str:
+        return super().__repr__().replace("SyntheticDeepfake(", "OnlineSyntheticDeepfake(", 1)
+
+
 @register_dataset(
     "synthetic-deepfake", task="forgery", builtin=True, splits=("train", "val", "test", "all"),
     summary="Built-in face forgeries (SBI self-blends, identity swaps, generator artifacts) made offline "
@@ -459,12 +545,17 @@ class SyntheticDeepfake:
     presets=tuple(PRESETS), kinds=KINDS,
 )
 def synthetic_deepfake(root: str | Path | None = None, split: str = "all", preset: str = "quick",
-                       kinds: tuple[str, ...] | None = None, progress: bool = True, **overrides: Any) -> SyntheticDeepfake:
+                       kinds: tuple[str, ...] | None = None, progress: bool = True, online: bool = False,
+                       **overrides: Any) -> SyntheticDeepfake:
     """Build (or reuse) the synthetic forgery data and return the requested split.
 
     ``overrides`` are :class:`SyntheticDeepfakeConfig` fields (``variant="video"``, ``per_identity=2``, ...);
-    ``kinds`` filters the forgery kinds read (real is always kept).
+    ``kinds`` filters the forgery kinds read (real is always kept). ``online=True`` (``?online=1``) returns
+    the train split as an :class:`OnlineSyntheticDeepfake` (re-rendered every epoch by the forgery task);
+    it changes nothing for the other splits, which are always read from the cache as built.
     """
     config = make_config(preset, **overrides)
     path = build_synthetic_deepfake(config, root=root or None, progress=progress)
+    if online and split == "train":
+        return OnlineSyntheticDeepfake(path, kinds=kinds)
     return SyntheticDeepfake(path, split=split, kinds=kinds)

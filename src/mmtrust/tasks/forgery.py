@@ -7,7 +7,10 @@ forgery method (DTN and its baselines).
   attention-collapse measure of the last forward (NaN for models without attention).
 * **Training** (:class:`ForgeryRecipe`): binary cross-entropy on the logit (a 2-way softmax with one logit
   fixed at 0), plus the model's auxiliary loss, plus a recipe's extra term (DTN's self-distillation
-  overrides :meth:`ForgeryRecipe.extra_loss`). Random horizontal flips. The epoch kept is the one with the
+  overrides :meth:`ForgeryRecipe.extra_loss`). Training augmentation from the data string's ``augment=``
+  option: ``flip`` (default: random horizontal flips), ``strong`` (:func:`augment_crop`: random resized
+  crop, colour jitter, JPEG, flip) or ``none``; ``synthetic-deepfake?online=1`` re-renders the train
+  split's crops every epoch (:meth:`FaceFrames.set_epoch`). The epoch kept is the one with the
   lowest **validation** loss (the engine's rule); the test split is never used for selection.
 * **Evaluation**: frame-level AUC, EER, ACC (at 0.5), AP, video-level ones over the mean frame score per
   video (DeepfakeBench), ``AUC_<type>`` for each forgery type against all real frames, and
@@ -43,7 +46,8 @@ from ..engine.module import TaskModule
 from ..metrics.classification import binary_auc, forgery_report
 from ..registry import get_dataset, list_datasets, register_task
 
-__all__ = ["ForgeryTask", "ForgeryRecipe", "FaceFrames", "flatten_items", "resolve_data"]
+__all__ = ["ForgeryTask", "ForgeryRecipe", "FaceFrames", "augment_crop", "flatten_items", "resolve_data",
+           "data_options", "train_augment"]
 
 _IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
 
@@ -79,34 +83,124 @@ def flatten_items(dataset: Any, image_size: int) -> tuple[np.ndarray, np.ndarray
     return np.stack(imgs), np.asarray(labels, np.int64), videos, types
 
 
-class FaceFrames(Dataset):
-    """Face crops as ``(x float (3, S, S) in [0, 1], y float ())``; ``augment``: random horizontal flip."""
+AUGMENTS = ("none", "flip", "strong")
 
-    def __init__(self, dataset: Any, image_size: int, augment: bool = False) -> None:
+
+def augment_crop(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The ``strong`` training augmentation of one uint8 ``(S, S, 3)`` face crop (same size out), applied to
+    real and fake crops alike: random resized crop (area 0.75-1, aspect 0.9-1.1, resized back to ``S``),
+    colour jitter (p 0.8: brightness, contrast, saturation x0.8-1.2), JPEG re-compression (p 0.3, quality
+    60-95) and a horizontal flip (p 0.5)."""
+    import cv2
+
+    from ..data.faces.material import jpeg
+
+    s = img.shape[0]
+    area, ratio = rng.uniform(0.75, 1.0), np.exp(rng.uniform(np.log(0.9), np.log(1.1)))
+    w = int(round(min(s, s * np.sqrt(area * ratio))))
+    h = int(round(min(s, s * np.sqrt(area / ratio))))
+    x0, y0 = int(rng.integers(0, s - w + 1)), int(rng.integers(0, s - h + 1))
+    out = cv2.resize(img[y0:y0 + h, x0:x0 + w], (s, s), interpolation=cv2.INTER_LINEAR).astype(np.float32)
+    if rng.random() < 0.8:
+        b, c, sat = rng.uniform(0.8, 1.2, 3)
+        out = out * b
+        out = (out - out.mean()) * c + out.mean()
+        grey = out.mean(-1, keepdims=True)
+        out = grey + (out - grey) * sat
+    out = np.clip(np.round(out), 0, 255).astype(np.uint8)
+    if rng.random() < 0.3:
+        out = jpeg(out, int(rng.integers(60, 96)))
+    if rng.random() < 0.5:
+        out = out[:, ::-1]
+    return np.ascontiguousarray(out)
+
+
+class FaceFrames(Dataset):
+    """Face crops as ``(x float (3, S, S) in [0, 1], y float ())``.
+
+    ``augment``: ``"none"`` (or False), ``"flip"`` (or True: random horizontal flip) or ``"strong"``
+    (:func:`augment_crop`). A dataset with a ``render_epoch(epoch)`` method (the online built-in data,
+    ``synthetic-deepfake?online=1``) is re-rendered by :meth:`set_epoch`, which the training recipe calls
+    at the start of every epoch; ids, labels and kinds must stay the same, only the pixels change.
+    """
+
+    def __init__(self, dataset: Any, image_size: int, augment: bool | str = False) -> None:
         imgs, self.labels, self.videos, self.types = flatten_items(dataset, image_size)
         self.x = torch.from_numpy(imgs).permute(0, 3, 1, 2).contiguous()  # (N, 3, S, S) uint8
-        self.augment = augment
+        self.augment = ("flip" if augment else "none") if isinstance(augment, bool) else augment
+        if self.augment not in AUGMENTS:
+            raise ValueError(f"augment must be one of {AUGMENTS}, got {augment!r}")
+        self.dataset, self.image_size, self.epoch = dataset, image_size, 0
+
+    def set_epoch(self, epoch: int) -> bool:
+        """Re-render the crops for ``epoch`` where the dataset can (returns whether the pixels changed)."""
+        render = getattr(self.dataset, "render_epoch", None)
+        if render is None or epoch == self.epoch:
+            return False
+        imgs, labels, videos, types = flatten_items(render(epoch), self.image_size)
+        if not (np.array_equal(labels, self.labels) and videos == self.videos and types == self.types):
+            raise RuntimeError("an epoch's re-render changed the samples' labels, ids or kinds")
+        self.x = torch.from_numpy(imgs).permute(0, 3, 1, 2).contiguous()  # (N, 3, S, S) uint8
+        self.epoch = epoch
+        return True
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        x = self.x[i].float() / 255.0  # (3, S, S)
-        if self.augment and torch.rand(()) < 0.5:
-            x = x.flip(-1)
+        if self.augment == "strong":
+            rng = np.random.default_rng(int(torch.randint(0, 2**62, ())))  # follows torch's (Lightning's) seed
+            img = augment_crop(self.x[i].permute(1, 2, 0).numpy(), rng)  # (S, S, 3) uint8
+            x = torch.from_numpy(img).permute(2, 0, 1).float() / 255.0  # (3, S, S)
+        else:
+            x = self.x[i].float() / 255.0  # (3, S, S)
+            if self.augment == "flip" and torch.rand(()) < 0.5:
+                x = x.flip(-1)
         return x, torch.tensor(float(self.labels[i]))
 
 
+#: options of a ``--data`` string that the task reads itself (the dataset never sees them)
+TASK_DATA_OPTIONS = {"augment": "flip"}
+
+
+def data_options(data: str) -> tuple[str, dict[str, Any]]:
+    """``NAME?k=v&...`` -> ``(NAME, {k: value})`` (values parsed as YAML: ``kinds=[sbi]``, ``online=1``)."""
+    data, _, query = data.partition("?")
+    kw: dict[str, Any] = {}
+    for pair in filter(None, query.split("&")):
+        key, eq, value = pair.partition("=")
+        if not eq:
+            raise ValueError(f"dataset option {pair!r} must be key=value (in {data}?{query})")
+        kw[key] = yaml.safe_load(value)
+    return data, kw
+
+
+def train_augment(data: str) -> str:
+    """The training augmentation a ``--data`` string asks for (``augment=none|flip|strong``; default flip)."""
+    value = data_options(resolve_data(data, "train")[0])[1].get("augment", TASK_DATA_OPTIONS["augment"])
+    if value not in AUGMENTS:
+        raise ValueError(f"augment={value!r}: expected one of {', '.join(AUGMENTS)}")
+    return value
+
+
 def resolve_data(data: str, split: str) -> tuple[str, str]:
-    """A protocol spec (``protocol:NAME`` or a ``.yaml`` path) -> the dataset string and split to read."""
+    """A protocol spec (``protocol:NAME`` or a ``.yaml`` path) -> the dataset string and split to read.
+
+    Options after the protocol (``protocol:synthetic-intra?online=1&augment=strong``) are appended to the
+    protocol's dataset strings (train and test alike; ``online`` and ``augment`` act on the train split only).
+    """
     from ..protocols import load_protocol
 
-    spec = data.removeprefix("protocol:") if data.startswith("protocol:") else (
-        data if data.endswith((".yaml", ".yml")) else None)
+    base, _, extra = data.partition("?")
+    spec = base.removeprefix("protocol:") if base.startswith("protocol:") else (
+        base if base.endswith((".yaml", ".yml")) else None)
     if spec is None:
         return data, split
     proto = load_protocol(spec, family="forgery")
-    return (proto.test_data, proto.test_split) if split == "test" else (proto.train_data, split)
+    out, out_split = (proto.test_data, proto.test_split) if split == "test" else (proto.train_data, split)
+    if extra:
+        out = f"{out}{'&' if '?' in out else '?'}{extra}"
+    return out, out_split
 
 
 # ---------------------------------------------------------------------------------------------- recipe
@@ -123,6 +217,12 @@ class ForgeryRecipe(TaskModule):
 
     def extra_loss(self, x: torch.Tensor, y: torch.Tensor, logits: torch.Tensor) -> tuple[torch.Tensor | None, dict]:
         return None, {}
+
+    def on_train_epoch_start(self) -> None:
+        # online data (synthetic-deepfake?online=1): fresh renders of the train split for this epoch
+        dataset = getattr(self.trainer.train_dataloader, "dataset", None)
+        if hasattr(dataset, "set_epoch"):
+            dataset.set_epoch(self.current_epoch)
 
     def compute_loss(self, batch: Any) -> tuple[torch.Tensor, dict[str, float]]:
         x, y = batch
@@ -165,12 +265,10 @@ class ForgeryTask:
         if split not in ("train", "val", "test", "all"):
             raise ValueError(f"unknown split {split!r}; expected train, val, test or all")
         data, split = resolve_data(data, split)
-        data, _, query = data.partition("?")
-        for pair in filter(None, query.split("&")):
-            key, eq, value = pair.partition("=")
-            if not eq:
-                raise ValueError(f"dataset option {pair!r} must be key=value (in {data}?{query})")
-            kw[key] = yaml.safe_load(value)
+        data, opts = data_options(data)
+        for key in TASK_DATA_OPTIONS:  # the task's own options (train_augment reads them)
+            opts.pop(key, None)
+        kw.update(opts)
         known = list_datasets("forgery")
         if data in known:
             name, root = data, None
@@ -201,7 +299,8 @@ class ForgeryTask:
 
         size = model.image_size
         t = cfg.train
-        train_set = FaceFrames(self.load_data(data, "train", size, progress=progress), size, augment=True)
+        train_set = FaceFrames(self.load_data(data, "train", size, progress=progress), size,
+                               augment=train_augment(data))
         val_ds = self.load_data(data, "val", size, progress=progress)
         val_loader = None
         if len(val_ds):
