@@ -18,7 +18,8 @@ from typing import Any
 
 import yaml
 
-__all__ = ["TrainSettings", "build_config", "config_to_dict", "config_from_dict", "parse_set_args", "ConfigError"]
+__all__ = ["TrainSettings", "build_config", "config_to_dict", "config_from_dict", "parse_set_args",
+           "parse_data_options", "ConfigError"]
 
 
 class ConfigError(ValueError):
@@ -126,6 +127,19 @@ def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             out[f"{prefix}{k}"] = v
     return out
+
+
+def parse_data_options(data: str) -> tuple[str, dict[str, Any]]:
+    """A ``--data`` string ``NAME?k=v&...`` -> ``(NAME, {k: value})``; values are parsed as YAML
+    (``online=1`` -> 1, ``kinds=[sbi]`` -> a list, ``split_fractions={test: [0.6, 1.0]}`` -> a dict)."""
+    data, _, query = data.partition("?")
+    kw: dict[str, Any] = {}
+    for pair in filter(None, query.split("&")):
+        key, eq, value = pair.partition("=")
+        if not eq:
+            raise ValueError(f"dataset option {pair!r} must be key=value (in {data}?{query})")
+        kw[key] = yaml.safe_load(value)
+    return data, kw
 
 
 def parse_set_args(pairs: list[str] | None) -> dict[str, str]:

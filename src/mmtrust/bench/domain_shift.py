@@ -8,10 +8,10 @@ the target's test split, MAE / RMSE / Pearson of
   mean over ``seeds`` adaptation runs from the same source model (stage-2 seeds ``s, s + 1, ...`` with ``s``
   the preset's ``adapt.seed``; each run's figures are kept), because one run's target MAE moves by a few bpm
   with the seed alone,
-* each **ablation** the method declares, adapted with the first seed (compare it with that seed's run),
-  (``model_cls.ablations``: name -> stage-2 overrides; for SFDA-rPPG
-  the bin-wise L2 instead of the FWD, without the spatial / the temporal branch, and BatchNorm statistics
-  only: every loss weight 0, so only BatchNorm's running statistics move to the target),
+* each **ablation** the method declares (``model_cls.ablations``: name -> stage-2 overrides), adapted with
+  the first seed only (compare it with that seed's run); for SFDA-rPPG: the bin-wise L2 instead of the FWD,
+  without the spatial / the temporal branch, and BatchNorm statistics only (every loss weight 0, so only
+  BatchNorm's running statistics move to the target),
 * the classical **baselines** (``pos`` by default: no training at all).
 
 Nothing is selected on a test split: stage-1 epochs are chosen by the source's validation loss, stage 2 runs
@@ -88,6 +88,7 @@ def run_domain_shift(out_dir: str | Path = "runs/bench-shift", pairs: tuple[tupl
                      sets: dict[str, Any] | None = None, baselines: tuple[str, ...] = ("pos",),
                      ablations: bool = True, seeds: int = 3, progress: bool = True) -> dict[str, Any]:
     """Run the benchmark (see the module docstring); returns what ``results.json`` holds."""
+    from ..config import build_config
     from ..engine.loading import load_model
     from ..registry import get_method, get_task
 
@@ -95,8 +96,6 @@ def run_domain_shift(out_dir: str | Path = "runs/bench-shift", pairs: tuple[tupl
     protocol = getattr(entry.model_cls, "source_free_protocol", None)
     if protocol is None:
         raise ValueError(f"method {method!r} has no source-free adaptation protocol")
-    from ..config import build_config
-
     if seeds < 1:
         raise ValueError(f"seeds must be >= 1, got {seeds}")
     preset = preset or _METHOD_PRESET.get(size, "quick")

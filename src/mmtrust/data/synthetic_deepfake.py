@@ -499,6 +499,7 @@ class OnlineSyntheticDeepfake(SyntheticDeepfake):
                                             colourise_seed=c.seed if c.colourise_grey else None)
         self.train_identities = set(self.info["identities"]["train"])
         self._index = {cv.name: i for i, cv in enumerate(self.canvases)}
+        self._train_canvases = [j for j, cv in enumerate(self.canvases) if cv.identity in self.train_identities]
         missing = {r["photo"] for r in self.records} - set(self._index)
         if missing or {cv.identity for cv in self.canvases if cv.identity in self.train_identities} != self.train_identities:
             raise RuntimeError(f"the canvases re-made for {self.root} do not match its train identities "
@@ -518,7 +519,7 @@ class OnlineSyntheticDeepfake(SyntheticDeepfake):
         r = self.records[index]
         ci = self._index[r["photo"]]
         cv = self.canvases[ci]
-        mates = [j for j, o in enumerate(self.canvases) if j != ci and o.identity in self.train_identities]
+        mates = [j for j in self._train_canvases if j != ci]
         p0, _, donor, d0, post, forge_seed = _draw_sample(self.config, self._seed(r, epoch), r["kind"], mates,
                                                           self.canvases, 1)
         img, mask, info = self._maker.frame(r["kind"], cv, donor, p0, d0, forge_seed, np.zeros((5, 2)), post)

@@ -38,16 +38,16 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-import yaml
 from torch.utils.data import DataLoader, Dataset
 
+from ..config import parse_data_options
 from ..data.cache import atomic_path
 from ..engine.module import TaskModule
 from ..metrics.classification import binary_auc, forgery_report
 from ..registry import get_dataset, list_datasets, register_task
 
 __all__ = ["ForgeryTask", "ForgeryRecipe", "FaceFrames", "augment_crop", "flatten_items", "resolve_data",
-           "data_options", "train_augment"]
+           "train_augment"]
 
 _IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
 
@@ -163,21 +163,9 @@ class FaceFrames(Dataset):
 TASK_DATA_OPTIONS = {"augment": "flip"}
 
 
-def data_options(data: str) -> tuple[str, dict[str, Any]]:
-    """``NAME?k=v&...`` -> ``(NAME, {k: value})`` (values parsed as YAML: ``kinds=[sbi]``, ``online=1``)."""
-    data, _, query = data.partition("?")
-    kw: dict[str, Any] = {}
-    for pair in filter(None, query.split("&")):
-        key, eq, value = pair.partition("=")
-        if not eq:
-            raise ValueError(f"dataset option {pair!r} must be key=value (in {data}?{query})")
-        kw[key] = yaml.safe_load(value)
-    return data, kw
-
-
 def train_augment(data: str) -> str:
     """The training augmentation a ``--data`` string asks for (``augment=none|flip|strong``; default flip)."""
-    value = data_options(resolve_data(data, "train")[0])[1].get("augment", TASK_DATA_OPTIONS["augment"])
+    value = parse_data_options(resolve_data(data, "train")[0])[1].get("augment", TASK_DATA_OPTIONS["augment"])
     if value not in AUGMENTS:
         raise ValueError(f"augment={value!r}: expected one of {', '.join(AUGMENTS)}")
     return value
@@ -265,7 +253,7 @@ class ForgeryTask:
         if split not in ("train", "val", "test", "all"):
             raise ValueError(f"unknown split {split!r}; expected train, val, test or all")
         data, split = resolve_data(data, split)
-        data, opts = data_options(data)
+        data, opts = parse_data_options(data)
         for key in TASK_DATA_OPTIONS:  # the task's own options (train_augment reads them)
             opts.pop(key, None)
         kw.update(opts)

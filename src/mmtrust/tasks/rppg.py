@@ -19,9 +19,9 @@ from typing import Any
 
 import numpy as np
 import torch
-import yaml
 from torch.utils.data import DataLoader, Dataset
 
+from ..config import parse_data_options
 from ..data.cache import atomic_path
 from ..data.rppg_datasets import RPPGVideo
 from ..data.transforms import diff_normalize_label, diff_normalize_video, standardize_label, standardize_video
@@ -172,12 +172,8 @@ class RPPGTask:
         """
         if isinstance(split, str) and split not in ("train", "val", "test", "all"):
             raise ValueError(f"unknown split {split!r}; expected train, val, test or all")
-        data, _, query = data.partition("?")
-        for pair in filter(None, query.split("&")):
-            key, eq, value = pair.partition("=")
-            if not eq:
-                raise ValueError(f"dataset option {pair!r} must be key=value (in {data}?{query})")
-            kw[key] = yaml.safe_load(value)
+        data, opts = parse_data_options(data)
+        kw.update(opts)
         name, _, root = data.partition(":") if ":" in data and not Path(data).exists() else ("", "", data)
         if not name and data in list_datasets("rppg"):
             name, root = data, None

@@ -26,9 +26,9 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-import yaml
 from torch.utils.data import DataLoader, TensorDataset
 
+from ..config import parse_data_options
 from ..data.citeseq import CiteSeqData
 from ..engine.module import TaskModule
 from ..metrics.clustering import embedding_clustering
@@ -107,12 +107,8 @@ class SingleCellTask:
     def load_data(self, data: str, split: str, image_size: Any = None, progress: bool = True, **kw: Any):
         """``data``: a registered dataset name (``synthetic-citeseq``), ``citeseq:PATH`` or a PATH
         (``.h5mu`` / ``.h5ad`` / ``.h5``); options after ``?``, e.g. ``citeseq:pbmc.h5mu?label_key=celltype``."""
-        data, _, query = data.partition("?")
-        for pair in filter(None, query.split("&")):
-            key, eq, value = pair.partition("=")
-            if not eq:
-                raise ValueError(f"dataset option {pair!r} must be key=value (in {data}?{query})")
-            kw[key] = yaml.safe_load(value)
+        data, opts = parse_data_options(data)
+        kw.update(opts)
         if data in list_datasets("singlecell"):
             name, root = data, None
         elif ":" in data and not Path(data).exists():
