@@ -139,3 +139,53 @@ def test_fit_trains_in_train_mode_a_model_handed_over_in_eval_mode(tmp_path):
                                                       scheduler="none"), progress=False, accelerator="cpu")
     assert seen and all(seen)
     assert float(net[0].running_mean.mean()) > 0.5  # the statistics moved towards the data's mean of 7
+
+
+def test_monitor_chooses_the_kept_epoch_by_the_named_validation_quantity(tmp_path):
+    """train.monitor picks the kept epoch: by default the lowest val_loss; a quantity to maximise (auto mode:
+    any name without "loss") keeps the epoch where it is highest. Non-validation quantities are refused."""
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from mmtrust.config import ConfigError
+    from mmtrust.engine.module import TaskModule
+
+    class Recipe(TaskModule):  # val loss and val score both rise every epoch
+        def compute_loss(self, batch):
+            e = float(self.current_epoch)
+            return self.model(batch[0]).pow(2).mean() * 0 + e, {"score": e}
+
+    loader = DataLoader(TensorDataset(torch.randn(8, 3)), batch_size=4)
+
+    def kept(**kw):
+        t = TrainSettings(epochs=3, batch_size=4, lr=0.0, optimizer="sgd", **kw)
+        out = tmp_path / "_".join(f"{k}{v}" for k, v in kw.items()) if kw else tmp_path / "default"
+        res = fit(Recipe(torch.nn.Linear(3, 1), t), loader, loader, out, t, progress=False, accelerator="cpu")
+        return res.best_path.name
+
+    assert kept() == "best-epoch=000.ckpt"
+    assert kept(monitor="val_score") == "best-epoch=002.ckpt"
+    assert kept(monitor="val_score", monitor_mode="min") == "best-epoch=000.ckpt"
+    for bad, match in (({"monitor": "train_loss"}, "validation quantity"), ({"monitor_mode": "up"}, "min, max")):
+        t = TrainSettings(epochs=1, **bad)
+        with pytest.raises(ConfigError, match=match):
+            fit(Recipe(torch.nn.Linear(3, 1), t), loader, loader, tmp_path / "bad", t, progress=False,
+                accelerator="cpu")
+
+
+def test_resume_accepts_a_run_saved_before_a_setting_existed_only_at_its_default(tmp_path):
+    """A run_config.json written before train.monitor existed resumes with the default; another value of the
+    new setting, or any other difference, is refused and named."""
+    import dataclasses
+    import json
+
+    from mmtrust.engine.trainer import _check_run_config
+
+    old = dataclasses.asdict(TrainSettings())
+    del old["monitor"], old["monitor_mode"]
+    path = tmp_path / "run_config.json"
+    path.write_text(json.dumps({"method": "m", "config": {"train": old}}))
+    _check_run_config(path, {"method": "m", "config": {"train": dataclasses.asdict(TrainSettings())}}, resume=True)
+    for changed, key in (({"monitor": "val_auc"}, "train.monitor"), ({"lr": 0.5}, "train.lr")):
+        cur = {"method": "m", "config": {"train": dataclasses.asdict(TrainSettings(**changed))}}
+        with pytest.raises(ValueError, match=key):
+            _check_run_config(path, cur, resume=True)

@@ -119,3 +119,54 @@ def test_a_model_without_attention_has_no_attention_similarity(task, tiny_deepfa
     test = task.load_data(f"synthetic-deepfake:{tiny_deepfake_root}?preset=tiny", "test", model.image_size, progress=False)
     m, _ = task.evaluate(model, test)
     assert "attn_similarity" not in m and 0.0 <= m["AUC"] <= 1.0
+
+
+def test_val_auc_is_logged_and_selects_the_kept_epoch(task, tiny_deepfake_root, tmp_path):
+    """With train.monitor=val_auc the kept epoch is the one with the highest validation AUC, and the logged
+    val_auc is the AUC of that model's scores on the validation split (checked with scikit-learn)."""
+    from sklearn.metrics import roc_auc_score
+
+    from mmtrust.config import build_config
+    from mmtrust.tasks.forgery import FaceFrames
+
+    spec = f"synthetic-deepfake:{tiny_deepfake_root}?preset=tiny"
+    entry = get_method("dtn")
+    cfg = build_config(entry.config_cls, entry.presets, "tiny",
+                       overrides={"train.epochs": 3, "train.monitor": "val_auc", "dsd.enabled": False})
+    torch.manual_seed(0)
+    model = entry.model_cls(cfg)
+    res = task.train(model, cfg, spec, tmp_path / "run", progress=False)
+    rows = [r for r in csv.DictReader(open(tmp_path / "run" / "logs" / "metrics.csv")) if r.get("val_auc")]
+    aucs = {int(r["epoch"]): float(r["val_auc"]) for r in rows}
+    assert sorted(aucs) == [0, 1, 2] and all(0.0 <= a <= 1.0 for a in aucs.values())
+    best_epoch = int(res.best_path.stem.split("=")[1])
+    assert aucs[best_epoch] == max(aucs.values())
+    val = FaceFrames(task.load_data(spec, "val", model.image_size, progress=False), model.image_size)
+    scores, _ = task.scores(model, val)
+    assert roc_auc_score(val.labels, scores) == pytest.approx(aucs[best_epoch], abs=1e-4)
+
+
+def test_val_auc_ranks_all_batches_on_one_scale():
+    """One validation batch whose logits all lie in [0, 1] and one whose logits do not: the logged val_auc is
+    still the AUC of the whole split (torchmetrics alone would apply the sigmoid to the second batch only)."""
+    import lightning as L
+    from sklearn.metrics import roc_auc_score
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from mmtrust.config import TrainSettings
+    from mmtrust.tasks.forgery import ForgeryRecipe
+
+    class Echo(torch.nn.Module):  # the "image" is the logit
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.ones(()))
+
+        def forward(self, x):
+            return x.reshape(len(x)) * self.w
+
+    logits = torch.tensor([0.9, 0.8, 0.2, 0.1, 0.85, 0.15, 3.0, -3.0, 0.5, -0.5, 2.0, -2.0])
+    labels = torch.tensor([0, 0, 1, 1, 0, 1, 1, 0, 1, 0, 1, 0])
+    loader = DataLoader(TensorDataset(logits[:, None], labels), batch_size=6)
+    trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False)
+    out = trainer.validate(ForgeryRecipe(Echo(), TrainSettings()), loader, verbose=False)[0]
+    assert out["val_auc"] == pytest.approx(roc_auc_score(labels.numpy(), logits.numpy()), abs=1e-6)

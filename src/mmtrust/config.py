@@ -42,7 +42,9 @@ class TrainSettings:
     deterministic: bool = False
     gradient_clip_val: float = 0.0
     limit_train_batches: float = 1.0
-    select_best: bool = True  # keep the epoch with the lowest validation loss (never chosen on test)
+    select_best: bool = True  # keep the best epoch by ``monitor`` on the validation split (never on test)
+    monitor: str = "val_loss"  # a validation quantity the recipe logs: val_loss, or e.g. val_auc (forgery)
+    monitor_mode: str = "auto"  # min | max | auto (min for a name holding "loss", max otherwise)
 
 
 def _field_types(cls: type) -> dict[str, Any]:

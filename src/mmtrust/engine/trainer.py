@@ -7,6 +7,7 @@ Checkpoints go through :class:`~mmtrust.engine.checkpoint.SafetensorsCheckpointI
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import warnings
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from lightning.pytorch.loggers import CSVLogger
 from ..config import TrainSettings
 from .checkpoint import SafetensorsCheckpointIO, load_tree
 
-__all__ = ["make_trainer", "fit", "FitResult", "weights_digest", "RunDirectoryError"]
+__all__ = ["make_trainer", "fit", "FitResult", "weights_digest", "RunDirectoryError", "monitor_setting"]
 
 
 class RunDirectoryError(FileExistsError):
@@ -68,7 +69,8 @@ def make_trainer(
     # would leave a stale last.ckpt after an epoch whose validation loss did not improve.
     last = ModelCheckpoint(dirpath=ckpt_dir, filename="last", monitor=None, save_top_k=1,
                            enable_version_counter=False, save_on_train_epoch_end=True)
-    best = ModelCheckpoint(dirpath=ckpt_dir, filename="best-{epoch:03d}", monitor="val_loss", mode="min",
+    monitor, mode = monitor_setting(train)
+    best = ModelCheckpoint(dirpath=ckpt_dir, filename="best-{epoch:03d}", monitor=monitor, mode=mode,
                            save_top_k=1) if monitor_val else None
     n_dev = devices if isinstance(devices, int) else None
     strategy: Any = "ddp" if (n_dev or 1) > 1 or num_nodes > 1 else "auto"
@@ -98,6 +100,21 @@ def make_trainer(
     return trainer, best, last
 
 
+def monitor_setting(train: TrainSettings) -> tuple[str, str]:
+    """``(quantity, "min" | "max")`` that chooses the kept epoch, from ``train.monitor`` / ``train.monitor_mode``."""
+    from ..config import ConfigError
+
+    name, mode = train.monitor, train.monitor_mode
+    if not name.startswith("val_"):
+        raise ConfigError(f"train.monitor: expected a validation quantity such as val_loss or val_auc (the epoch "
+                          f"is never chosen on training or test data), got {name!r}")
+    if mode == "auto":
+        mode = "min" if "loss" in name else "max"
+    if mode not in ("min", "max"):
+        raise ConfigError(f"train.monitor_mode: expected min, max or auto, got {mode!r}")
+    return name, mode
+
+
 def _log_version(out_dir: Path, resumed: bool) -> str:
     """``logs`` for a new run; ``logs-resume-<k>`` for the k-th resume (earlier logs are never replaced)."""
     if not resumed:
@@ -117,7 +134,11 @@ def _check_run_config(path: Path, run_config: dict[str, Any], resume: bool) -> N
     if resume and path.is_file():
         saved = json.loads(path.read_text())
         flat_s, flat_c = _flatten(saved), _flatten(current)
-        diff = [f"{k}: {flat_s.get(k)!r} -> {flat_c.get(k)!r}" for k in sorted(set(flat_s) | set(flat_c))
+        # a training setting added to the library after the run started, left at its default, is no difference
+        defaults = dataclasses.asdict(TrainSettings())
+        added = {k for k in set(flat_c) - set(flat_s)
+                 if k.rsplit(".", 1)[-1] in defaults and flat_c[k] == defaults[k.rsplit(".", 1)[-1]]}
+        diff = [f"{k}: {flat_s.get(k)!r} -> {flat_c.get(k)!r}" for k in sorted((set(flat_s) | set(flat_c)) - added)
                 if flat_s.get(k) != flat_c.get(k)]
         if diff:
             raise ValueError("--resume continues an interrupted run with the same settings, but these differ "
@@ -161,7 +182,8 @@ def fit(
     stop_after_epochs: int | None = None,
     run_config: dict[str, Any] | None = None,
 ) -> FitResult:
-    """Train ``module`` and return where its best (by validation loss) and last checkpoints are.
+    """Train ``module`` and return where its best (by ``train.monitor`` on the validation split, validation loss
+    unless set) and last checkpoints are.
 
     ``resume=True`` continues from ``out_dir/checkpoints/last.ckpt`` (epoch, optimiser, scheduler and
     loop state restored). Without it, a folder that already holds checkpoints is refused, so an earlier

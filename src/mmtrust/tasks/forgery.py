@@ -198,6 +198,21 @@ class ForgeryRecipe(TaskModule):
     def __init__(self, model: torch.nn.Module, train: Any, teacher: torch.nn.Module | None = None) -> None:
         super().__init__(model, train)
         self._teacher = [teacher]  # a plain list: the teacher is not a submodule (not in checkpoints)
+        from torchmetrics.classification import BinaryAUROC
+
+        # AUC over the whole validation split (gathered across DDP ranks), logged as val_auc: the selection
+        # quantity with train.monitor=val_auc. Metric states are not persistent, so checkpoints are unchanged.
+        self.val_auroc = BinaryAUROC()
+        self._val_logits: torch.Tensor | None = None
+
+    def validation_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        loss = super().validation_step(batch, batch_idx)
+        if self._val_logits is not None:
+            # probabilities, not logits: torchmetrics would apply the sigmoid batch by batch, only to batches
+            # with a value outside [0, 1], mixing two scales in one ranking
+            self.val_auroc.update(torch.sigmoid(self._val_logits), batch[1].long())
+            self.log("val_auc", self.val_auroc, on_step=False, on_epoch=True, batch_size=len(batch[1]))
+        return loss
 
     @property
     def teacher(self) -> torch.nn.Module | None:
@@ -216,6 +231,7 @@ class ForgeryRecipe(TaskModule):
         x, y = batch
         y = y.float()
         logits = self.model(x)  # (B,)
+        self._val_logits = None if self.training else logits.detach()
         bce = F.binary_cross_entropy_with_logits(logits, y)
         loss = bce
         logs: dict[str, Any] = {"bce": bce.detach(), "acc": ((logits > 0).float() == y).float().mean()}
