@@ -4,7 +4,7 @@ Usage::
 
     .venv/bin/python docs/scripts/bench_dtn.py --out runs/bench_dtn [--preset quick] [--only dtn,vit]
         [--protocols synthetic-intra,synthetic-cross-forgery] [--no-ablation] [--threads 2]
-        [--data-options "online=1&augment=strong"] [--set train.epochs=40 ...]
+        [--data-options "online=1&augment=strong"] [--set train.epochs=40 --set train.monitor=val_auc ...]
 
 Each row trains on the protocol's train split (epoch chosen on its val split), evaluates on its test split
 (never used for selection), and is appended to ``OUT/results.jsonl`` as soon as it finishes; ``OUT/table.md``
@@ -26,8 +26,11 @@ ABLATIONS = {  # name -> DTN config overrides (each switches one component off)
     "dtn -levt": {"levt": False},
     "dtn -mas": {"mas_head_scale": False, "mas_head_mix": False},
     "dtn -dsd": {"dsd.enabled": False},
-    "dtn lite0-stem": {"stem": "efficientnet-lite0", "pretrained": True},  # quick uses the conv stem
+    "dtn lite0-stem": {"stem": "efficientnet-lite0", "pretrained": True},  # for quick (conv stem)
+    "dtn conv-stem": {"stem": "conv", "pretrained": False},  # for bench (pretrained Lite0 stem)
 }
+DEFAULT_ABLATIONS = {"quick": "dtn -moe,dtn -levt,dtn -mas,dtn -dsd,dtn lite0-stem",
+                     "bench": "dtn -moe,dtn -levt,dtn -mas,dtn -dsd,dtn conv-stem"}
 
 
 def main() -> None:
@@ -36,7 +39,8 @@ def main() -> None:
     ap.add_argument("--preset", default="quick")
     ap.add_argument("--only", default="dtn,effnet-lite0,vit")
     ap.add_argument("--protocols", default="synthetic-intra,synthetic-cross-forgery")
-    ap.add_argument("--ablations", default=",".join(ABLATIONS))
+    ap.add_argument("--ablations", default=None, help="comma list of ABLATIONS keys (default: the five rows "
+                    "that switch one component of the preset off; the stem row swaps the preset's stem)")
     ap.add_argument("--no-ablation", action="store_true")
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--data-options", default="", help='appended to each protocol, e.g. "online=1&augment=strong"')
@@ -62,7 +66,11 @@ def main() -> None:
     task = get_task("forgery")
     jobs = [(m, m, {}) for m in args.only.split(",") if m]
     if not args.no_ablation:
-        jobs += [(name, "dtn", ABLATIONS[name]) for name in args.ablations.split(",") if name]
+        names = args.ablations or DEFAULT_ABLATIONS.get(args.preset, DEFAULT_ABLATIONS["quick"])
+        unknown = [n for n in names.split(",") if n and n not in ABLATIONS]
+        if unknown:
+            raise SystemExit(f"--ablations: unknown {unknown}; choose from {sorted(ABLATIONS)}")
+        jobs += [(name, "dtn", ABLATIONS[name]) for name in names.split(",") if name]
     for proto in args.protocols.split(","):
         for label, method, overrides in jobs:
             t0 = time.perf_counter()
