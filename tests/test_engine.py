@@ -142,8 +142,9 @@ def test_fit_trains_in_train_mode_a_model_handed_over_in_eval_mode(tmp_path):
 
 
 def test_monitor_chooses_the_kept_epoch_by_the_named_validation_quantity(tmp_path):
-    """train.monitor picks the kept epoch: by default the lowest val_loss; a quantity to maximise (auto mode:
-    any name without "loss") keeps the epoch where it is highest. Non-validation quantities are refused."""
+    """train.monitor picks the kept epoch: by default the lowest val_loss; a quantity to maximise keeps the epoch
+    where it is highest. auto mode knows costs (losses, EER, MAE ...) from scores (AUC, accuracy ...) and refuses
+    a name it cannot place; non-validation quantities are refused."""
     from torch.utils.data import DataLoader, TensorDataset
 
     from mmtrust.config import ConfigError
@@ -163,9 +164,15 @@ def test_monitor_chooses_the_kept_epoch_by_the_named_validation_quantity(tmp_pat
         return res.best_path.name
 
     assert kept() == "best-epoch=000.ckpt"
-    assert kept(monitor="val_score") == "best-epoch=002.ckpt"
     assert kept(monitor="val_score", monitor_mode="min") == "best-epoch=000.ckpt"
-    for bad, match in (({"monitor": "train_loss"}, "validation quantity"), ({"monitor_mode": "up"}, "min, max")):
+    assert kept(monitor="val_score", monitor_mode="max") == "best-epoch=002.ckpt"
+    from mmtrust.engine.trainer import monitor_setting
+
+    for name, mode in (("val_loss", "min"), ("val_bce", "min"), ("val_eer", "min"), ("val_mae", "min"),
+                       ("val_fwd_prior", "min"), ("val_auc", "max"), ("val_acc", "max"), ("val_pearson", "max")):
+        assert monitor_setting(TrainSettings(monitor=name)) == (name, mode), name
+    for bad, match in (({"monitor": "train_loss"}, "validation quantity"), ({"monitor_mode": "up"}, "min, max"),
+                       ({"monitor": "val_score"}, "cannot tell")):
         t = TrainSettings(epochs=1, **bad)
         with pytest.raises(ConfigError, match=match):
             fit(Recipe(torch.nn.Linear(3, 1), t), loader, loader, tmp_path / "bad", t, progress=False,
@@ -189,3 +196,50 @@ def test_resume_accepts_a_run_saved_before_a_setting_existed_only_at_its_default
         cur = {"method": "m", "config": {"train": dataclasses.asdict(TrainSettings(**changed))}}
         with pytest.raises(ValueError, match=key):
             _check_run_config(path, cur, resume=True)
+    # a new key elsewhere whose name happens to be a training setting's, at that setting's default, is a difference
+    cur = {"method": "m", "config": {"train": dataclasses.asdict(TrainSettings()), "dsd": {"lr": TrainSettings().lr}}}
+    with pytest.raises(ValueError, match="config.dsd.lr"):
+        _check_run_config(path, cur, resume=True)
+
+
+def test_a_dataset_with_set_epoch_is_at_each_epoch_in_worker_processes_too(tmp_path):
+    """A train dataset with ``set_epoch`` (re-rendered data) is set to the epoch before the loader's worker
+    processes copy it: every batch of every epoch comes from that epoch's data, including the first epoch of a
+    resumed run and a second fit of the same loader (born-again generations)."""
+    from torch.utils.data import DataLoader, Dataset
+
+    from mmtrust.engine.module import TaskModule
+
+    class EpochData(Dataset):
+        def __init__(self):
+            self.epoch = 0
+
+        def set_epoch(self, epoch):
+            self.epoch = epoch
+
+        def __len__(self):
+            return 4
+
+        def __getitem__(self, i):
+            return (torch.full((3,), float(self.epoch)),)
+
+    class Recipe(TaskModule):
+        seen: list
+
+        def compute_loss(self, batch):
+            self.seen.append((self.current_epoch, int(batch[0][0, 0])))
+            return self.model(batch[0]).pow(2).mean(), {}
+
+    data = EpochData()
+    loader = DataLoader(data, batch_size=2, num_workers=1)
+    t = TrainSettings(epochs=3, batch_size=2, lr=0.0, optimizer="sgd", select_best=False)
+
+    def run(out, **kw):
+        module = Recipe(torch.nn.Linear(3, 1), t)
+        module.seen = []
+        fit(module, loader, None, out, t, progress=False, accelerator="cpu", **kw)
+        return sorted(set(module.seen))
+
+    assert run(tmp_path / "a", stop_after_epochs=2) == [(0, 0), (1, 1)]
+    assert run(tmp_path / "a", resume=True) == [(2, 2)]  # resumed: the workers start from epoch 2's data
+    assert run(tmp_path / "b") == [(0, 0), (1, 1), (2, 2)]  # the same loader again, left at epoch 2

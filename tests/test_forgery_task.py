@@ -148,7 +148,8 @@ def test_val_auc_is_logged_and_selects_the_kept_epoch(task, tiny_deepfake_root, 
 
 def test_val_auc_ranks_all_batches_on_one_scale():
     """One validation batch whose logits all lie in [0, 1] and one whose logits do not: the logged val_auc is
-    still the AUC of the whole split (torchmetrics alone would apply the sigmoid to the second batch only)."""
+    still the AUC of the whole split (torchmetrics alone would apply the sigmoid to the second batch only).
+    A one-class validation split logs no val_auc and cannot be selected on."""
     import lightning as L
     from sklearn.metrics import roc_auc_score
     from torch.utils.data import DataLoader, TensorDataset
@@ -170,3 +171,9 @@ def test_val_auc_ranks_all_batches_on_one_scale():
     trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False)
     out = trainer.validate(ForgeryRecipe(Echo(), TrainSettings()), loader, verbose=False)[0]
     assert out["val_auc"] == pytest.approx(roc_auc_score(labels.numpy(), logits.numpy()), abs=1e-6)
+    # a validation split of one class: no val_auc is logged; choosing the epoch on it is refused, with the counts
+    one_class = DataLoader(TensorDataset(logits[:, None], torch.zeros(12, dtype=torch.long)), batch_size=6)
+    out = trainer.validate(ForgeryRecipe(Echo(), TrainSettings()), one_class, verbose=False)[0]
+    assert "val_auc" not in out and "val_loss" in out
+    with pytest.raises(ValueError, match="12 real and 0 fake"):
+        trainer.validate(ForgeryRecipe(Echo(), TrainSettings(monitor="val_auc")), one_class, verbose=False)

@@ -44,7 +44,7 @@ class TrainSettings:
     limit_train_batches: float = 1.0
     select_best: bool = True  # keep the best epoch by ``monitor`` on the validation split (never on test)
     monitor: str = "val_loss"  # a validation quantity the recipe logs: val_loss, or e.g. val_auc (forgery)
-    monitor_mode: str = "auto"  # min | max | auto (min for a name holding "loss", max otherwise)
+    monitor_mode: str = "auto"  # min | max | auto (min: losses, EER, MAE...; max: AUC, accuracy...; else an error)
 
 
 def _field_types(cls: type) -> dict[str, Any]:

@@ -99,7 +99,10 @@ def run_domain_shift(out_dir: str | Path = "runs/bench-shift", pairs: tuple[tupl
     if seeds < 1:
         raise ValueError(f"seeds must be >= 1, got {seeds}")
     preset = preset or _METHOD_PRESET.get(size, "quick")
-    seed0 = int(build_config(entry.config_cls, entry.presets, preset, None, sets).adapt.seed)
+    adapt_cfg = getattr(build_config(entry.config_cls, entry.presets, preset, None, sets), "adapt", None)
+    if adapt_cfg is None:
+        raise ValueError(f"method {method!r} has no stage-2 settings (config.adapt) to seed the adaptation runs")
+    seed0 = int(adapt_cfg.seed)
     seed_runs = {f"adapt seed {seed0 + k}": {"adapt.seed": seed0 + k} for k in range(1, seeds)}
     variants = {**seed_runs, **(dict(getattr(entry.model_cls, "ablations", {}) or {}) if ablations else {})}
     task = get_task(entry.task)
@@ -180,11 +183,11 @@ def markdown(results: dict[str, Any], png: str | None = None) -> str:
              f"`{results['size']}` · total {results.get('wall_s', 0):.0f} s", ""]
     for p in results["pairs"]:
         lines += [f"## {p['source']} -> {p['target']}", "",
-                  "| method | MAE | RMSE | Pearson | MAE vs source-only | adapt s |", "|---|---|---|---|---|---|"]
+                  "| method | MAE | RMSE | Pearson | MAE vs source-only | adapt s (all seeds) |", "|---|---|---|---|---|---|"]
         for r in p["rows"]:
             ch = r.get("MAE_change_vs_source_only")
             mae = f"{r['MAE']:.2f}"
-            if len(r.get("per_seed", ())) > 1:
+            if len(r.get("per_seed", ())) > 1 and r.get("MAE_sd") is not None:
                 each = ", ".join(f"{run['MAE']:.2f}" for run in r["per_seed"])
                 mae += f" ± {r['MAE_sd']:.2f} ({each})"
             lines.append(f"| {r['method']} | {mae} | {r['RMSE']:.2f} | {r['Pearson']:.2f} | "

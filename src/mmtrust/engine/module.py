@@ -32,6 +32,14 @@ class TaskModule(L.LightningModule):
     def compute_loss(self, batch: Any) -> tuple[torch.Tensor, dict[str, float]]:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def on_train_epoch_start(self) -> None:
+        # a train dataset with set_epoch (data re-rendered every epoch, e.g. synthetic-deepfake?online=1) is set
+        # to this epoch before the epoch's loader iterator (and its worker processes) is made; the first epoch of
+        # a fit is set by engine.fit before Lightning makes that iterator
+        dataset = getattr(self.trainer.train_dataloader, "dataset", None)
+        if hasattr(dataset, "set_epoch"):
+            dataset.set_epoch(self.current_epoch)
+
     def _batch_size(self, batch: Any) -> int:
         first = batch[0] if isinstance(batch, list | tuple) else next(iter(batch.values()))
         return int(first.shape[0])

@@ -109,10 +109,30 @@ def monitor_setting(train: TrainSettings) -> tuple[str, str]:
         raise ConfigError(f"train.monitor: expected a validation quantity such as val_loss or val_auc (the epoch "
                           f"is never chosen on training or test data), got {name!r}")
     if mode == "auto":
-        mode = "min" if "loss" in name else "max"
+        words = set(name.lower().split("_")[1:])
+        mode = "min" if words & _LOWER_IS_BETTER or "loss" in name else "max" if words & _HIGHER_IS_BETTER else ""
+        if not mode:
+            raise ConfigError(f"train.monitor_mode=auto cannot tell whether {name!r} is better low or high (it "
+                              f"knows losses and {sorted(_LOWER_IS_BETTER | _HIGHER_IS_BETTER)}): set "
+                              f"train.monitor_mode to min or max")
     if mode not in ("min", "max"):
         raise ConfigError(f"train.monitor_mode: expected min, max or auto, got {mode!r}")
     return name, mode
+
+
+#: name parts that ``train.monitor_mode=auto`` reads as a cost (kept where lowest) or a score (kept where highest)
+_LOWER_IS_BETTER = {"loss", "bce", "ce", "kd", "aux", "mse", "mae", "rmse", "eer", "error", "err", "fwd", "nll"}
+_HIGHER_IS_BETTER = {"auc", "auroc", "acc", "accuracy", "ap", "f1", "pearson", "r", "psnr", "ssim", "recall",
+                     "precision"}
+
+
+def _resume_epoch(last: Path) -> int:
+    """The epoch a run resumed from ``last`` (saved at the end of a training epoch) starts with."""
+    state = load_tree(last)
+    try:
+        return int(state["loops"]["fit_loop"]["epoch_progress"]["current"]["processed"])
+    except (KeyError, TypeError):
+        return int(state.get("epoch", -1)) + 1
 
 
 def _log_version(out_dir: Path, resumed: bool) -> str:
@@ -135,9 +155,12 @@ def _check_run_config(path: Path, run_config: dict[str, Any], resume: bool) -> N
         saved = json.loads(path.read_text())
         flat_s, flat_c = _flatten(saved), _flatten(current)
         # a training setting added to the library after the run started, left at its default, is no difference
+        # (only inside a group that holds every TrainSettings field, such as config.train or config.adapt)
         defaults = dataclasses.asdict(TrainSettings())
-        added = {k for k in set(flat_c) - set(flat_s)
-                 if k.rsplit(".", 1)[-1] in defaults and flat_c[k] == defaults[k.rsplit(".", 1)[-1]]}
+        groups = {k.rsplit(".", 1)[0] for k in flat_c if "." in k}
+        groups = {g for g in groups if all(f"{g}.{f}" in flat_c for f in defaults)}
+        added = {k for k in set(flat_c) - set(flat_s) if "." in k and k.rsplit(".", 1)[0] in groups
+                 and flat_c[k] == defaults[k.rsplit(".", 1)[1]]}
         diff = [f"{k}: {flat_s.get(k)!r} -> {flat_c.get(k)!r}" for k in sorted((set(flat_s) | set(flat_c)) - added)
                 if flat_s.get(k) != flat_c.get(k)]
         if diff:
@@ -214,6 +237,11 @@ def fit(
     # (eval mode) would train with frozen BatchNorm statistics and without dropout. Training starts in train
     # mode, as it did before; a module that needs a part frozen sets it in its own ``train()`` override.
     module.train()
+    # Lightning makes the first epoch's loader iterator (worker processes copy the dataset then) before any
+    # epoch hook runs: a dataset re-rendered per epoch is set to the epoch this fit starts at here
+    dataset = getattr(train_loader, "dataset", None)
+    if hasattr(dataset, "set_epoch"):
+        dataset.set_epoch(_resume_epoch(last) if resume else 0)
     t0 = time.perf_counter()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")

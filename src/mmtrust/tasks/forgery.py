@@ -10,8 +10,10 @@ forgery method (DTN and its baselines).
   overrides :meth:`ForgeryRecipe.extra_loss`). Training augmentation from the data string's ``augment=``
   option: ``flip`` (default: random horizontal flips), ``strong`` (:func:`augment_crop`: random resized
   crop, colour jitter, JPEG, flip) or ``none``; ``synthetic-deepfake?online=1`` re-renders the train
-  split's crops every epoch (:meth:`FaceFrames.set_epoch`). The epoch kept is the one with the
-  lowest **validation** loss (the engine's rule); the test split is never used for selection.
+  split's crops every epoch (:meth:`FaceFrames.set_epoch`). The epoch kept is the best on the
+  **validation** split by ``train.monitor`` (the engine's rule: the lowest ``val_loss`` unless set; the
+  recipe also logs ``val_auc``, the AUC of the whole validation split); the test split is never used for
+  selection.
 * **Evaluation**: frame-level AUC, EER, ACC (at 0.5), AP, video-level ones over the mean frame score per
   video (DeepfakeBench), ``AUC_<type>`` for each forgery type against all real frames, and
   ``attn_similarity`` (mean over test batches; left out for a model without attention).
@@ -120,8 +122,9 @@ class FaceFrames(Dataset):
 
     ``augment``: ``"none"`` (or False), ``"flip"`` (or True: random horizontal flip) or ``"strong"``
     (:func:`augment_crop`). A dataset with a ``render_epoch(epoch)`` method (the online built-in data,
-    ``synthetic-deepfake?online=1``) is re-rendered by :meth:`set_epoch`, which the training recipe calls
-    at the start of every epoch; ids, labels and kinds must stay the same, only the pixels change.
+    ``synthetic-deepfake?online=1``) is re-rendered by :meth:`set_epoch`, which the engine calls before every
+    epoch (``engine.fit`` and ``TaskModule.on_train_epoch_start``, before the loader's workers copy the
+    dataset); ids, labels and kinds must stay the same, only the pixels change.
     """
 
     def __init__(self, dataset: Any, image_size: int, augment: bool | str = False) -> None:
@@ -198,11 +201,12 @@ class ForgeryRecipe(TaskModule):
     def __init__(self, model: torch.nn.Module, train: Any, teacher: torch.nn.Module | None = None) -> None:
         super().__init__(model, train)
         self._teacher = [teacher]  # a plain list: the teacher is not a submodule (not in checkpoints)
+        from torchmetrics.aggregation import SumMetric
         from torchmetrics.classification import BinaryAUROC
 
         # AUC over the whole validation split (gathered across DDP ranks), logged as val_auc: the selection
         # quantity with train.monitor=val_auc. Metric states are not persistent, so checkpoints are unchanged.
-        self.val_auroc = BinaryAUROC()
+        self.val_auroc, self.val_fake, self.val_count = BinaryAUROC(), SumMetric(), SumMetric()
         self._val_logits: torch.Tensor | None = None
 
     def validation_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
@@ -210,9 +214,24 @@ class ForgeryRecipe(TaskModule):
         if self._val_logits is not None:
             # probabilities, not logits: torchmetrics would apply the sigmoid batch by batch, only to batches
             # with a value outside [0, 1], mixing two scales in one ranking
-            self.val_auroc.update(torch.sigmoid(self._val_logits), batch[1].long())
-            self.log("val_auc", self.val_auroc, on_step=False, on_epoch=True, batch_size=len(batch[1]))
+            y = batch[1].long()
+            self.val_auroc.update(torch.sigmoid(self._val_logits), y)
+            self.val_fake.update(y.sum().float())
+            self.val_count.update(torch.tensor(float(len(y))))
         return loss
+
+    def on_validation_epoch_end(self) -> None:
+        if self.val_count.update_count == 0:
+            return
+        n, fake = int(self.val_count.compute()), int(self.val_fake.compute())  # whole split, all ranks
+        if 0 < fake < n:
+            self.log("val_auc", self.val_auroc.compute(), on_epoch=True, sync_dist=True)  # same on every rank
+        elif self.train_cfg.monitor == "val_auc" and not self.trainer.sanity_checking:
+            raise ValueError(f"train.monitor=val_auc needs real and fake crops in the validation split; it holds "
+                             f"{n - fake} real and {fake} fake: give a validation split with both classes or "
+                             f"choose the epoch on val_loss")
+        for metric in (self.val_auroc, self.val_fake, self.val_count):
+            metric.reset()
 
     @property
     def teacher(self) -> torch.nn.Module | None:
@@ -220,12 +239,6 @@ class ForgeryRecipe(TaskModule):
 
     def extra_loss(self, x: torch.Tensor, y: torch.Tensor, logits: torch.Tensor) -> tuple[torch.Tensor | None, dict]:
         return None, {}
-
-    def on_train_epoch_start(self) -> None:
-        # online data (synthetic-deepfake?online=1): fresh renders of the train split for this epoch
-        dataset = getattr(self.trainer.train_dataloader, "dataset", None)
-        if hasattr(dataset, "set_epoch"):
-            dataset.set_epoch(self.current_epoch)
 
     def compute_loss(self, batch: Any) -> tuple[torch.Tensor, dict[str, float]]:
         x, y = batch
@@ -293,7 +306,7 @@ class ForgeryTask:
     def train(self, model: torch.nn.Module, cfg: Any, data: str, out_dir: str | Path, *, devices: int | str = 1,
               accelerator: str = "auto", num_nodes: int = 1, resume: bool = False, progress: bool = True,
               stop_after_epochs: int | None = None):
-        """Fit on the train split, keeping the epoch of lowest validation loss. A model with
+        """Fit on the train split, keeping the best epoch on the validation split by ``train.monitor``. A model with
         ``generations > 1`` (born-again self-distillation) is trained that many times from a fresh
         initialisation, each generation taught by the previous one (``OUT/gen<k>/``; the last is returned)."""
         import copy

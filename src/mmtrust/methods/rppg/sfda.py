@@ -62,7 +62,7 @@ Deviations from the paper / our assumptions until the official code is released 
     * The defaults of stage 2 (W1, all three FWD weights 1, Adam 3e-4, 4 epochs) were chosen as the best
       mean relative target-MAE change over three development pairs that are not benchmark pairs (studio ->
       [dim-motion, pal-fps], [warm-light, dark-skin, low-fps] and [mixed-skin, heavy-compression, flicker];
-      36 test videos each, several adaptation seeds), never on a benchmark pair. Note that with
+      36 test videos each, one to three adaptation seeds per setting), never on a benchmark pair. Note that with
       Adam a common factor on every loss weight changes nothing (the step is scale-invariant): only the
       weights' ratios, the learning rate and the number of epochs set how far the spectra are pushed.
     * The source stage uses the backbone's own loss (negative Pearson) without the branches.
