@@ -8,7 +8,7 @@ import torch
 import mmtrust
 from mmtrust.data.synthetic_deepfake import OnlineSyntheticDeepfake, SyntheticDeepfake
 from mmtrust.registry import get_task
-from mmtrust.tasks.forgery import FaceFrames, augment_crop, resolve_data, train_augment
+from mmtrust.tasks.forgery import FaceFrames, augment_crop, flatten_items, resolve_data, train_augment
 
 
 @pytest.fixture(scope="module")
@@ -60,9 +60,13 @@ def test_online_option_touches_only_the_train_split(tiny_deepfake_root):
 
 def test_face_frames_set_epoch_and_strong_augment(online):
     ff = FaceFrames(online, 32, augment="strong")
-    x0 = ff.x.clone()
-    assert not ff.set_epoch(0) and torch.equal(ff.x, x0)
-    assert ff.set_epoch(1) and not torch.equal(ff.x, x0) and ff.x.shape == x0.shape
+    x0 = torch.stack([ff.pixels(i) for i in range(len(ff))])
+    assert not ff.set_epoch(0) and torch.equal(torch.stack([ff.pixels(i) for i in range(len(ff))]), x0)
+    assert ff.set_epoch(1)
+    x1 = torch.stack([ff.pixels(i) for i in range(len(ff))])  # rendered when read
+    assert not torch.equal(x1, x0) and x1.shape == x0.shape and x1.dtype == torch.uint8
+    eager = flatten_items(online.render_epoch(1), 32)[0]  # the whole epoch rendered at once: the same crops
+    assert torch.equal(x1, torch.from_numpy(eager).permute(0, 3, 1, 2))
     assert np.array_equal(ff.labels, online.labels)
     a, ya = ff[0]
     b, _ = ff[0]
@@ -95,7 +99,7 @@ def test_training_re_renders_every_epoch(tiny_deepfake_root, tmp_path, monkeypat
 
     def spy(self, epoch):
         changed = orig(self, epoch)
-        seen.append((epoch, changed, self.x.sum().item()))
+        seen.append((epoch, changed, sum(self.pixels(i).sum().item() for i in range(len(self)))))
         return changed
 
     monkeypatch.setattr(FaceFrames, "set_epoch", spy)

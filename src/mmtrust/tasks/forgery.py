@@ -134,12 +134,18 @@ class FaceFrames(Dataset):
         if self.augment not in AUGMENTS:
             raise ValueError(f"augment must be one of {AUGMENTS}, got {augment!r}")
         self.dataset, self.image_size, self.epoch = dataset, image_size, 0
+        # one crop per sample and a per-sample render(i, epoch): crops of epoch >= 1 are rendered when read,
+        # i.e. spread over the loader's workers (and DDP ranks read only their share)
+        self._render = getattr(dataset, "render", None) if len(self.labels) == len(dataset) else None
 
     def set_epoch(self, epoch: int) -> bool:
         """Re-render the crops for ``epoch`` where the dataset can (returns whether the pixels changed)."""
         render = getattr(self.dataset, "render_epoch", None)
         if render is None or epoch == self.epoch:
             return False
+        if self._render is not None:  # rendered lazily in pixels()
+            self.epoch = epoch
+            return True
         imgs, labels, videos, types = flatten_items(render(epoch), self.image_size)
         if not (np.array_equal(labels, self.labels) and videos == self.videos and types == self.types):
             raise RuntimeError("an epoch's re-render changed the samples' labels, ids or kinds")
@@ -147,16 +153,26 @@ class FaceFrames(Dataset):
         self.epoch = epoch
         return True
 
+    def pixels(self, i: int) -> torch.Tensor:
+        """Crop ``i`` of the current epoch, ``(3, S, S)`` uint8 (before augmentation)."""
+        if self._render is None or self.epoch <= 0:
+            return self.x[i]
+        sample = self._render(i, self.epoch)
+        if int(sample.label) != int(self.labels[i]):
+            raise RuntimeError(f"the epoch-{self.epoch} render of sample {i} changed its label")
+        return torch.from_numpy(flatten_items([sample], self.image_size)[0][0]).permute(2, 0, 1)
+
     def __len__(self) -> int:
         return len(self.labels)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        pixels = self.pixels(i)  # (3, S, S) uint8
         if self.augment == "strong":
             rng = np.random.default_rng(int(torch.randint(0, 2**62, ())))  # follows torch's (Lightning's) seed
-            img = augment_crop(self.x[i].permute(1, 2, 0).numpy(), rng)  # (S, S, 3) uint8
+            img = augment_crop(pixels.permute(1, 2, 0).numpy(), rng)  # (S, S, 3) uint8
             x = torch.from_numpy(img).permute(2, 0, 1).float() / 255.0  # (3, S, S)
         else:
-            x = self.x[i].float() / 255.0  # (3, S, S)
+            x = pixels.float() / 255.0  # (3, S, S)
             if self.augment == "flip" and torch.rand(()) < 0.5:
                 x = x.flip(-1)
         return x, torch.tensor(float(self.labels[i]))
