@@ -101,6 +101,32 @@ def test_ddp_two_cpu_processes_end_with_identical_weights(tmp_path):
     assert load_tree(out / "checkpoints" / "last.ckpt")["global_step"] == 6
 
 
+def test_ddp_val_auc_is_the_auc_of_the_whole_validation_split(tmp_path):
+    """Under DDP each rank scores half of the validation split; the logged val_auc (and the epoch chosen on it)
+    is the AUC of all of it, not of rank 0's half."""
+    import csv
+
+    from sklearn.metrics import roc_auc_score
+
+    sys.path.insert(0, str(SCRIPT.parent))
+    try:
+        from ddp_fit import Linear1, forgery_data
+    finally:
+        sys.path.pop(0)
+    out = tmp_path / "ddp_auc"
+    assert "world=2" in _run(out, 2, "--forgery")
+    x, y = forgery_data()
+    torch.manual_seed(0)
+    model = Linear1()  # lr 0: the model never moves from this initialisation
+    with torch.no_grad():
+        scores = model(x[48:]).numpy()
+    whole = roc_auc_score(y[48:].numpy(), scores)
+    logged = [float(r["val_auc"]) for r in csv.DictReader(open(out / "logs" / "metrics.csv")) if r.get("val_auc")]
+    assert len(logged) == 2 and all(v == pytest.approx(whole, abs=1e-6) for v in logged)
+    halves = [roc_auc_score(y[48:][r::2].numpy(), scores[r::2]) for r in (0, 1)]  # the DistributedSampler split
+    assert all(abs(h - whole) > 1e-3 for h in halves)  # so a per-rank AUC would have been caught
+
+
 def test_last_checkpoint_is_refreshed_even_when_validation_does_not_improve(tmp_path):
     out = tmp_path / "flat"
     _run(out, 1, "--epochs", 3, "--lr", 0.0)  # weights never change: val_loss never improves after epoch 0
