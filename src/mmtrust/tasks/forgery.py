@@ -233,7 +233,7 @@ class ForgeryRecipe(TaskModule):
             y = batch[1].long()
             self.val_auroc.update(torch.sigmoid(self._val_logits), y)
             self.val_fake.update(y.sum().float())
-            self.val_count.update(torch.tensor(float(len(y))))
+            self.val_count.update(float(len(y)))  # a number: made on the metric's device
         return loss
 
     def on_validation_epoch_end(self) -> None:
