@@ -19,7 +19,7 @@ import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger
 
-from ..config import TrainSettings
+from ..config import ConfigError, TrainSettings
 from .checkpoint import SafetensorsCheckpointIO, load_tree
 
 __all__ = ["make_trainer", "fit", "FitResult", "weights_digest", "RunDirectoryError", "monitor_setting"]
@@ -102,8 +102,6 @@ def make_trainer(
 
 def monitor_setting(train: TrainSettings) -> tuple[str, str]:
     """``(quantity, "min" | "max")`` that chooses the kept epoch, from ``train.monitor`` / ``train.monitor_mode``."""
-    from ..config import ConfigError
-
     name, mode = train.monitor, train.monitor_mode
     if not name.startswith("val_"):
         raise ConfigError(f"train.monitor: expected a validation quantity such as val_loss or val_auc (the epoch "
@@ -128,11 +126,7 @@ _HIGHER_IS_BETTER = {"auc", "auroc", "acc", "accuracy", "ap", "f1", "pearson", "
 
 def _resume_epoch(last: Path) -> int:
     """The epoch a run resumed from ``last`` (saved at the end of a training epoch) starts with."""
-    state = load_tree(last)
-    try:
-        return int(state["loops"]["fit_loop"]["epoch_progress"]["current"]["processed"])
-    except (KeyError, TypeError):
-        return int(state.get("epoch", -1)) + 1
+    return int(load_tree(last)["loops"]["fit_loop"]["epoch_progress"]["current"]["processed"])
 
 
 def _log_version(out_dir: Path, resumed: bool) -> str:
