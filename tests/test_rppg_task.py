@@ -59,9 +59,37 @@ def test_chunks_and_neural_run_concatenate(clean_clips):
         def forward(self, video, fs=30.0):
             return video[:, 1].mean(dim=(2, 3))
 
-    pred, label = run_on_video(Echo(), v)
+    pred, label = run_on_video(Echo(), v, tail="drop")  # rPPG-Toolbox: the frames after the last chunk dropped
     assert pred.shape == label.shape == (n * 64,)
     np.testing.assert_allclose(pred, full_x[1, : n * 64].mean(axis=(1, 2)), rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(label, full_y[: n * 64])
+
+
+def test_the_frames_after_the_last_chunk_are_read_from_an_overlapping_chunk(clean_clips):
+    v = clean_clips[0]
+    full_x, full_y = prepare_video(v, "diffnormalized", "diffnormalized")
+    total = full_x.shape[1]
+    assert total % 64, "the clip must not be a multiple of the chunk for this test"
+
+    class Where(torch.nn.Module):  # output = the green mean of each frame, plus 1000 x (index of the chunk in
+        input_type = output_type = "diffnormalized"  # its batch): tells which chunk supplied each output
+        chunk_length = 64
+
+        def forward(self, video, fs=30.0):
+            return video[:, 1].mean(dim=(2, 3)) + 1000.0 * torch.arange(len(video))[:, None]
+
+    pred, label = run_on_video(Where(), v, batch_size=64)  # one batch: chunk k adds 1000 k
+    assert pred.shape == label.shape == (total,)  # the whole video, as a classical method reads it
+    np.testing.assert_array_equal(label, full_y)
+    n = total // 64
+    expect = full_x[1].mean(axis=(1, 2)) + 1000.0 * np.repeat(np.arange(n + 1), 64)[:total]
+    expect[n * 64:] = full_x[1, n * 64:].mean(axis=(1, 2)) + 1000.0 * n  # the extra chunk is the (n+1)-th
+    np.testing.assert_allclose(pred, expect, rtol=1e-5, atol=1e-3)
+    with pytest.raises(ValueError, match=r"tail: expected one of \('cover', 'drop'\), got 'keep'"):
+        run_on_video(Where(), v, tail="keep")
+    metrics, _ = RPPGTask().evaluate(Where(), [v], tail="drop")
+    assert metrics["frames_read"] == pytest.approx(n * 64 / total)
+    assert RPPGTask().evaluate(Where(), [v])[0]["frames_read"] == 1.0
 
 
 def test_neg_pearson_matches_scipy():

@@ -190,10 +190,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
         settings["window_s"] = args.window
     if args.hr:
         settings["hr_config"] = _hr(args.hr)
+    if args.tail:
+        settings["tail"] = args.tail
     metrics, details = task.evaluate(model, ds, **settings)
     out = Path(args.out or f"runs/{args.method}/eval")
     task.write_eval(out, args.method, data, args.split, metrics, details, ds,
-                    hr_setting=args.hr or "toolbox", window_s=args.window)
+                    hr_setting=args.hr or "toolbox", window_s=args.window, tail=args.tail or "cover")
     _print_metrics(f"{args.method} on {data} ({args.split} split)", metrics)
     print(f"results: {out}")
     return 0
@@ -313,6 +315,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "(0.75-2.5 Hz, Welch), the settings of the two papers' evaluation code")
     p.add_argument("--window", type=float, metavar="SECONDS",
                    help="rPPG: HR metrics over non-overlapping windows of this length instead of whole videos")
+    p.add_argument("--tail", choices=["cover", "drop"],
+                   help="rPPG, neural models: the frames after the last whole chunk are read from one more, "
+                        "overlapping chunk (cover; default) or dropped (drop: rPPG-Toolbox's protocol)")
     _add_model_args(p)
     p.add_argument("--out")
     p.add_argument("--no-progress", action="store_true")

@@ -1,8 +1,11 @@
 """The rPPG task: how every rPPG method, classical or neural, is trained, evaluated and run on files.
 
 Evaluation follows rPPG-Toolbox: each test video is cropped and resized once; neural models see
-non-overlapping chunks of ``model.chunk_length`` frames (remainder dropped) whose outputs are
-concatenated per video, classical models see the whole raw video; the heart rate of the prediction and
+non-overlapping chunks of ``model.chunk_length`` frames whose outputs are concatenated per video, classical
+models see the whole raw video. One difference, since 2026-12-03: the frames after the last whole chunk are
+covered by one more chunk overlapping the previous one (``tail="cover"``), where the toolbox drops them
+(``tail="drop"``, ``mmtrust eval --tail drop``), so a neural model's heart rate is read over the same frames
+as a classical one's; the heart rate of the prediction and
 of the ground-truth PPG over the same frames is read by the same :func:`estimate_hr` (cumsum first for
 DiffNormalized signals), so numbers from all methods are comparable. Metrics are per video.
 """
@@ -31,7 +34,7 @@ from ..metrics.rppg import hr_metrics, snr_db
 from ..nn.losses import neg_pearson
 from ..registry import get_dataset, list_datasets, register_task
 
-__all__ = ["RPPGTask", "RPPGRecipe", "RPPGChunks", "prepare_video", "run_on_video"]
+__all__ = ["RPPGTask", "RPPGRecipe", "RPPGChunks", "TAILS", "prepare_video", "run_on_video"]
 
 _VIDEO_TRANSFORMS = {
     "raw": lambda frames: frames.astype(np.float32),
@@ -89,21 +92,43 @@ class RPPGRecipe(TaskModule):
         return neg_pearson(pred, y, batch_global_target=self.batch_global_target), {}
 
 
+#: what :func:`run_on_video` does with the frames after a neural model's last whole chunk
+TAILS = ("cover", "drop")
+
+
 @torch.inference_mode()
-def run_on_video(model: torch.nn.Module, video: RPPGVideo, batch_size: int = 4) -> tuple[np.ndarray, np.ndarray]:
-    """Model pulse and label for one video, both (T',): chunked for neural models, whole for classical."""
+def run_on_video(model: torch.nn.Module, video: RPPGVideo, batch_size: int = 4,
+                 tail: str = "cover") -> tuple[np.ndarray, np.ndarray]:
+    """Model pulse and label for one video, both (T',): chunked for neural models, whole for classical.
+
+    A neural model sees non-overlapping chunks of ``model.chunk_length`` frames. The ``T mod L`` frames after
+    the last whole chunk are, with ``tail="cover"`` (the default), read from one more chunk that ends on the
+    video's last frame (it overlaps the previous chunk; only its last ``T mod L`` outputs are kept), so the
+    prediction spans the whole video, as a classical method's does; with ``tail="drop"`` they are dropped,
+    as rPPG-Toolbox does (on a 12-s video at 20 fps and chunks of 128 that is 112 of 240 frames).
+    """
+    if tail not in TAILS:
+        raise ValueError(f"tail: expected one of {TAILS}, got {tail!r}")
     x, y = prepare_video(video, model.input_type, model.output_type)
     chunk = model.chunk_length
     if chunk is None:
         pred = model(torch.from_numpy(x)[None], fs=video.fs)[0].cpu().numpy()
         return pred.astype(np.float64), y[: len(pred)].astype(np.float64)
-    n = x.shape[1] // chunk
+    total = x.shape[1]
+    n = total // chunk
     if n == 0:
-        raise ValueError(f"video {video.id} has {x.shape[1]} frames, fewer than the model's chunk of {chunk}")
-    clips = torch.from_numpy(x[:, : n * chunk]).reshape(3, n, chunk, *x.shape[2:]).transpose(0, 1)  # (n, 3, L, S, S)
-    outs = [model(clips[i : i + batch_size].contiguous(), fs=video.fs) for i in range(0, n, batch_size)]
-    pred = torch.cat(outs).reshape(-1).cpu().numpy()  # (n * L,)
-    return pred.astype(np.float64), y[: n * chunk].astype(np.float64)
+        raise ValueError(f"video {video.id} has {total} frames, fewer than the model's chunk of {chunk}")
+    starts = [k * chunk for k in range(n)]
+    rest = total - n * chunk if tail == "cover" else 0
+    if rest:
+        starts.append(total - chunk)
+    clips = torch.from_numpy(np.stack([x[:, s : s + chunk] for s in starts]))  # (n [+1], 3, L, S, S)
+    outs = [model(clips[i : i + batch_size].contiguous(), fs=video.fs) for i in range(0, len(starts), batch_size)]
+    out = torch.cat(outs).cpu().numpy()  # (n [+1], L)
+    pred = out[:n].reshape(-1)
+    if rest:
+        pred = np.concatenate([pred, out[n, chunk - rest :]])
+    return pred.astype(np.float64), y[: len(pred)].astype(np.float64)
 
 
 def clip_shape(model: torch.nn.Module) -> str:
@@ -229,17 +254,24 @@ class RPPGTask:
 
     # ------------------------------------------------------------------ evaluate
     def evaluate(self, model: torch.nn.Module, dataset: Any, hr_config: HRConfig | None = None,
-                 progress: bool = False, window_s: float | None = None) -> tuple[dict[str, float], list[VideoResult]]:
+                 progress: bool = False, window_s: float | None = None,
+                 tail: str = "cover") -> tuple[dict[str, float], list[VideoResult]]:
         """Per-video HR metrics (or, with ``window_s``, over non-overlapping windows as the toolbox's
-        ``USE_SMALLER_WINDOW``; the per-video results are returned either way)."""
+        ``USE_SMALLER_WINDOW``; the per-video results are returned either way). ``tail``: what a neural
+        model does with the frames after its last whole chunk (:func:`run_on_video`; ``"drop"`` = the
+        toolbox)."""
+        if tail not in TAILS:
+            raise ValueError(f"tail: expected one of {TAILS}, got {tail!r}")
         hr_config = hr_config or HRConfig()
         win_pred: list[np.ndarray] = []
         win_gt: list[np.ndarray] = []
         model.eval()
         diff = model.output_type == "diffnormalized"
         results: list[VideoResult] = []
+        read: list[float] = []
         for video in dataset:
-            pred, label = run_on_video(model, video)
+            pred, label = run_on_video(model, video, tail=tail)
+            read.append(len(pred) / len(video.frames))
             hr_p = estimate_hr(pred, video.fs, diff=diff, config=hr_config)
             hr_g = estimate_hr(label, video.fs, diff=diff, config=hr_config)
             filtered = preprocess_pulse(pred, video.fs, diff=diff, config=hr_config)
@@ -259,6 +291,7 @@ class RPPGTask:
         metrics["SNR"] = float(np.mean([r.snr_db for r in results]))
         metrics["n_videos"] = len(results)
         metrics["n_skipped"] = len(getattr(dataset, "skipped", []))  # unreadable videos, warned about
+        metrics["frames_read"] = float(np.mean(read))  # share of each video's frames the heart rate is read on
         return metrics, results
 
     def write_eval(self, out_dir: str | Path, method: str, data: str, split: str, metrics: dict[str, Any],
