@@ -305,20 +305,34 @@ def test_domain_shift_bench_tiny(source_run, tmp_path):
     from mmtrust.bench.domain_shift import run_domain_shift
 
     out = tmp_path / "bench"
-    res = run_domain_shift(out, pairs=[("clean", "dim-motion")], size="tiny", seeds=2, progress=False)
-    (pair,) = res["pairs"]
+    res = run_domain_shift(out, pairs=[("clean", "dim-motion"), ("clean", "still")], size="tiny", seeds=2,
+                           source_seeds=2, progress=False)
+    pair = res["pairs"][0]
     names = [r["method"] for r in pair["rows"]]
     assert names[:2] == ["source-only", "sfda-rppg"] and "pos (no training)" in names
     assert not [n for n in names if "seed" in n]  # the extra seeds are folded into the adapted row
-    adapted = pair["rows"][1]
-    assert res["adapt_seeds"] == [100, 101] and len(adapted["per_seed"]) == 2
-    assert adapted["MAE"] == pytest.approx(sum(r["MAE"] for r in adapted["per_seed"]) / 2)
+    assert res["source_seeds"] == [100, 101] and res["adapt_seeds"] == [100, 101]
+    source_only, adapted = pair["rows"][:2]
+    assert [r["source_seed"] for r in source_only["runs"]] == [100, 101]
+    assert [(r["source_seed"], r["adapt_seed"]) for r in adapted["runs"]] == [(100, 100), (100, 101), (101, 100),
+                                                                            (101, 101)]
+    assert adapted["MAE"] == pytest.approx(sum(r["MAE"] for r in adapted["runs"]) / 4)
+    assert adapted["tail_dropped"]["MAE"] == pytest.approx(sum(r["tail_dropped"]["MAE"] for r in adapted["runs"]) / 4)
+    assert source_only["MAE"] == pytest.approx(sum(q["source_only"] for q in pair["per_source_model"]) / 2)
     assert {"sfda-rppg: no spatial branch", "sfda-rppg: no temporal branch"} <= set(names)
     assert any("no-FWD" in n for n in names)
     for r in pair["rows"]:
-        assert math.isfinite(r["MAE"])
+        assert math.isfinite(r["MAE"]) and math.isfinite(r["tail_dropped"]["MAE"])
+    # one source model per stage-1 seed, trained once and reused by the second pair with the same source
+    ck = {s: out / "clean-to-dim-motion" / f"source-seed-{s}" / "source" / "checkpoint" for s in (100, 101)}
+    assert json.loads((ck[101] / "config.json").read_text())["config"]["train"]["seed"] == 101
+    assert (ck[100] / "model.safetensors").read_bytes() != (ck[101] / "model.safetensors").read_bytes()
+    reused = json.loads((out / "clean-to-still" / "source-seed-101" / "sfda_results.json").read_text())
+    assert reused["source_checkpoint"] == str(ck[101])
+    assert not (out / "clean-to-still" / "source-seed-101" / "source").exists()
     assert json.loads((out / "results.json").read_text())["pairs"][0]["target"] == "dim-motion"
-    assert "source-only" in (out / "report.md").read_text()
+    report = (out / "report.md").read_text()
+    assert "source-only" in report and "rPPG-Toolbox's chunking" in report and "Per source model" in report
     assert (out / "domain_shift_MAE.png").stat().st_size > 5000
 
 
